@@ -1,0 +1,15 @@
+"""The Typer application; each module registers its own commands on `app`."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="bansos-bot",
+    help="Telegram service bot for PKH, BPNT/Sembako and Napza referrals.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+# Command modules register themselves on import.
+from bot.cli import data, runtime  # noqa: E402,F401

@@ -1,0 +1,1 @@
+"""Commands that prepare data: db upgrade, import, demo."""

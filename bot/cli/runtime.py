@@ -1,0 +1,1 @@
+"""Commands that run the bot: run, webhook, worker, sandbox."""

@@ -1,0 +1,23 @@
+"""SQLAlchemy 2.0 models, one module per aggregate. No business rules here."""
+
+from models.account import Account, AccountRole
+from models.audit import AuditEvent
+from models.base import Base
+from models.beneficiary import Beneficiary, PkhComponent, PkhComponentRate
+from models.disbursement import Disbursement
+from models.ledger import BpntWallet, LedgerEntry
+from models.region import Region
+
+__all__ = [
+    "Account",
+    "AccountRole",
+    "AuditEvent",
+    "Base",
+    "Beneficiary",
+    "BpntWallet",
+    "Disbursement",
+    "LedgerEntry",
+    "PkhComponent",
+    "PkhComponentRate",
+    "Region",
+]
