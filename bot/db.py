@@ -13,6 +13,8 @@ MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 
 def create_engine(database_url: str, **kwargs: object) -> AsyncEngine:
     """An async engine; SQLite gets foreign keys on and a busy timeout, others pre-ping."""
+    # Bound parameters (names, birth dates) must never reach an error message or log.
+    kwargs.setdefault("hide_parameters", True)
     if database_url.startswith("sqlite"):
         engine = create_async_engine(
             database_url, connect_args={"timeout": 30}, **kwargs  # type: ignore[arg-type]

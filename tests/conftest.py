@@ -97,3 +97,68 @@ async def session(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterat
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path
+
+
+# ---------------------------------------------------------------------------
+# The real bot, polling the Bot API emulator over real HTTP.
+
+BOT_TOKEN = "123456:TEST-token"
+
+
+class Harness:
+    """The running bot and the emulator's control client, for conversation tests."""
+
+    def __init__(self, ctx, bot, dp, client, emulator) -> None:  # type: ignore[no-untyped-def]
+        self.ctx = ctx
+        self.bot = bot
+        self.dp = dp
+        self.client = client
+        self.emulator = emulator
+        self._next_user = 1000
+
+    async def user(self, first_name: str = "Siti", **kwargs):  # type: ignore[no-untyped-def]
+        """A new Telegram user talking to the bot in a private chat."""
+        self._next_user += 1
+        kwargs.setdefault("phone_number", None)
+        return await self.client.user(self._next_user, first_name, **kwargs)
+
+
+@pytest.fixture
+async def bot_app(settings: Settings, engine: AsyncEngine) -> AsyncIterator[Harness]:
+    from bot.factory import create_bot, create_context, create_dispatcher
+    from bot.sandbox.client import EmulatorClient
+    from bot.sandbox.emulator import BotApiEmulator
+
+    if settings.redis_url:
+        from redis.asyncio import Redis
+
+        redis = Redis.from_url(settings.redis_url)
+        await redis.flushdb()
+        await redis.aclose()
+    emulator = BotApiEmulator(token=BOT_TOKEN)
+    url = await emulator.start()
+    settings.telegram_api_url = url
+    settings.bot_token = BOT_TOKEN
+    ctx = await create_context(settings)
+    bot = create_bot(settings)
+    dp = create_dispatcher(ctx)
+    started = asyncio.Event()
+
+    async def _started() -> None:
+        started.set()
+
+    dp.startup.register(_started)
+    polling = asyncio.create_task(
+        dp.start_polling(bot, handle_as_tasks=False, handle_signals=False, polling_timeout=1)
+    )
+    await asyncio.wait_for(started.wait(), 10)
+    client = EmulatorClient(url)
+    try:
+        yield Harness(ctx, bot, dp, client, emulator)
+    finally:
+        await dp.stop_polling()
+        await asyncio.wait_for(polling, 10)
+        await client.close()
+        await bot.session.close()
+        await ctx.close()
+        await emulator.stop()

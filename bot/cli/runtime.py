@@ -1,1 +1,33 @@
-"""Commands that run the bot: run, webhook, worker, sandbox."""
+"""Commands that run the bot: run (long polling) and webhook."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+
+from bot.cli import app
+from bot.runtime import NO_TOKEN_HELP, configure_logging, run_polling, run_webhook
+from bot.settings import Settings
+
+
+@app.command()
+def run() -> None:
+    """Run the bot with long polling (migrates an embedded SQLite database first)."""
+    settings = Settings()
+    if not settings.bot_token:
+        typer.echo(NO_TOKEN_HELP, err=True)
+        raise typer.Exit(code=2)
+    configure_logging()
+    asyncio.run(run_polling(settings))
+
+
+@app.command()
+def webhook() -> None:
+    """Serve Telegram's webhook (WEBHOOK_URL, WEBHOOK_SECRET) with /healthz."""
+    settings = Settings()
+    if not settings.bot_token:
+        typer.echo(NO_TOKEN_HELP, err=True)
+        raise typer.Exit(code=2)
+    configure_logging()
+    asyncio.run(run_webhook(settings))

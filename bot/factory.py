@@ -1,0 +1,138 @@
+"""Builds the bot, the dispatcher and the application context from Settings.
+
+Nothing here runs at import time; tests, the CLI and the sandbox each build their own.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
+from aiogram.fsm.storage.memory import MemoryStorage, SimpleEventIsolation
+from aiogram.fsm.storage.redis import RedisStorage
+from aiogram.types import BotCommand, BotCommandScopeDefault
+from aiogram.utils.i18n import I18n
+from redis.asyncio import Redis
+
+from bot.context import AppContext
+from bot.db import PROJECT_ROOT, create_engine, create_sessionmaker
+from bot.kv import KeyValueStore, MemoryStore, RedisStore
+from bot.middlewares.account import AccountI18nMiddleware, AccountMiddleware
+from bot.middlewares.db import DbSessionMiddleware
+from bot.middlewares.dedup import UpdateDedupMiddleware
+from bot.middlewares.errors import ErrorReplyMiddleware
+from bot.middlewares.throttle import ThrottleMiddleware
+from bot.services.identity import Hasher
+from bot.services.lockout import Lockout
+from bot.services.regions import RegionDirectory
+from bot.settings import Settings
+from handlers import all_routers
+
+log = logging.getLogger(__name__)
+LOCALES_DIR = PROJECT_ROOT / "locales"
+
+
+def create_i18n(settings: Settings) -> I18n:
+    return I18n(path=LOCALES_DIR, default_locale=settings.default_locale, domain="messages")
+
+
+def create_bot(settings: Settings) -> Bot:
+    """A Bot talking to Telegram, or to TELEGRAM_API_URL (self-hosted server, emulator)."""
+    if not settings.bot_token:
+        raise RuntimeError("BOT_TOKEN is not set")
+    session = None
+    if settings.telegram_api_url:
+        server = TelegramAPIServer.from_base(settings.telegram_api_url.rstrip("/"))
+        session = AiohttpSession(api=server)
+    return Bot(
+        settings.bot_token, session=session, default=DefaultBotProperties(parse_mode="HTML")
+    )
+
+
+def _redis(settings: Settings) -> Redis | None:
+    return Redis.from_url(settings.redis_url) if settings.redis_url else None
+
+
+def create_storage(settings: Settings) -> tuple[BaseStorage, BaseEventIsolation]:
+    """FSM storage and event isolation: Redis when configured, else in process memory."""
+    if settings.redis_url:
+        storage = RedisStorage.from_url(settings.redis_url)
+        return storage, storage.create_isolation()
+    return MemoryStorage(), SimpleEventIsolation()
+
+
+def create_store(settings: Settings) -> KeyValueStore:
+    redis = _redis(settings)
+    return RedisStore(redis) if redis is not None else MemoryStore()
+
+
+async def create_context(settings: Settings) -> AppContext:
+    """Open the database and key-value store and load what every update needs."""
+    engine = create_engine(settings.database_url)
+    sessionmaker = create_sessionmaker(engine)
+    store = create_store(settings)
+    async with sessionmaker() as session:
+        regions = await RegionDirectory.load(session)
+    if not regions.province_codes:
+        log.warning("the regions table is empty: run `bansos-bot import regions`")
+    return AppContext(
+        settings=settings,
+        engine=engine,
+        sessionmaker=sessionmaker,
+        store=store,
+        hasher=Hasher(settings.resolved_secret_key()),
+        link_lockout=Lockout(
+            store, "link", settings.link_max_failures, settings.link_lockout_seconds
+        ),
+        province_codes=regions.province_codes,
+    )
+
+
+def create_dispatcher(ctx: AppContext) -> Dispatcher:
+    """The dispatcher with every router and middleware, in production order."""
+    storage, isolation = create_storage(ctx.settings)
+    dp = Dispatcher(storage=storage, events_isolation=isolation, ctx=ctx)
+    i18n = create_i18n(ctx.settings)
+    for middleware in (
+        UpdateDedupMiddleware(ctx.store),
+        DbSessionMiddleware(ctx.sessionmaker),
+        AccountMiddleware(),
+        AccountI18nMiddleware(i18n),
+        ErrorReplyMiddleware(),
+        ThrottleMiddleware(ctx.store, ctx.settings.throttle_burst, ctx.settings.throttle_window),
+    ):
+        dp.update.outer_middleware(middleware)
+    dp.include_routers(*all_routers())
+    dp.startup.register(_set_commands)
+    dp.workflow_data["i18n"] = i18n
+    return dp
+
+
+COMMANDS = ("start", "status", "bantuan", "bahasa", "batal")
+
+
+def command_menu(i18n: I18n, locale: str) -> list[BotCommand]:
+    """The commands menu in one language (Telegram shows it by the user's app language)."""
+    from aiogram.utils.i18n import gettext as _
+
+    with i18n.context(), i18n.use_locale(locale):
+        descriptions = {
+            "start": _("Main menu"),
+            "status": _("My PKH and BPNT status"),
+            "bantuan": _("Help"),
+            "bahasa": _("Language"),
+            "batal": _("Cancel what I am doing"),
+        }
+    return [BotCommand(command=name, description=descriptions[name]) for name in COMMANDS]
+
+
+async def _set_commands(bot: Bot, i18n: I18n) -> None:
+    """setMyCommands per language: the default (Indonesian) and English."""
+    scope = BotCommandScopeDefault()
+    await bot.set_my_commands(command_menu(i18n, i18n.default_locale), scope=scope)
+    for locale in i18n.available_locales:
+        await bot.set_my_commands(command_menu(i18n, locale), scope=scope, language_code=locale)

@@ -1,0 +1,102 @@
+"""Running the bot: long polling or a webhook server (with /healthz)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+from aiogram import Bot, Dispatcher
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
+from sqlalchemy import text
+
+from bot.context import AppContext
+from bot.db import upgrade_database
+from bot.factory import create_bot, create_context, create_dispatcher
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+WEBHOOK_PATH = "/webhook"
+
+NO_TOKEN_HELP = """\
+BOT_TOKEN is not set, so there is no Telegram bot to run.
+To get a token, open Telegram, talk to @BotFather, send /newbot, choose a name
+and a username ending in "bot", and copy the token it gives you
+(it looks like 123456789:AAE...). Then start the bot with
+    BOT_TOKEN=123456789:AAE... make run
+or put BOT_TOKEN=... in a .env file in this folder. To use a self-hosted Bot API
+server or an emulator instead of Telegram, also set TELEGRAM_API_URL."""
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+async def prepare_database(settings: Settings) -> None:
+    """Migrate an embedded SQLite database by itself; servers are migrated by `db upgrade`."""
+    if settings.is_sqlite:
+        await asyncio.to_thread(upgrade_database, settings.database_url)
+
+
+async def run_polling(settings: Settings) -> None:
+    await prepare_database(settings)
+    ctx = await create_context(settings)
+    bot = create_bot(settings)
+    dp = create_dispatcher(ctx)
+    try:
+        await bot.delete_webhook(drop_pending_updates=False)
+        me = await bot.get_me()
+        log.info("polling as @%s", me.username)
+        await dp.start_polling(bot, handle_signals=True)
+    finally:
+        await bot.session.close()
+        await ctx.close()
+
+
+async def health(request: web.Request) -> web.Response:
+    """200 when the database answers, 503 otherwise."""
+    ctx: AppContext = request.app["ctx"]
+    try:
+        async with ctx.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception as error:
+        log.warning("health check failed: %s", type(error).__name__)
+        return web.json_response({"status": "unavailable"}, status=503)
+    return web.json_response({"status": "ok"})
+
+
+def build_webhook_app(ctx: AppContext, bot: Bot, dp: Dispatcher) -> web.Application:
+    """aiohttp app: POST /webhook (secret token checked by aiogram) and GET /healthz."""
+    if not ctx.settings.webhook_secret:
+        raise RuntimeError("WEBHOOK_SECRET must be set to run a webhook")
+    app = web.Application()
+    app["ctx"] = ctx
+    SimpleRequestHandler(
+        dispatcher=dp, bot=bot, secret_token=ctx.settings.webhook_secret
+    ).register(app, path=WEBHOOK_PATH)
+    app.router.add_get("/healthz", health)
+    setup_application(app, dp, bot=bot)
+    return app
+
+
+async def run_webhook(settings: Settings) -> None:
+    if not settings.webhook_url:
+        raise RuntimeError("WEBHOOK_URL must be set (the public https URL ending in /webhook)")
+    await prepare_database(settings)
+    ctx = await create_context(settings)
+    bot = create_bot(settings)
+    dp = create_dispatcher(ctx)
+    app = build_webhook_app(ctx, bot, dp)
+    await bot.set_webhook(settings.webhook_url, secret_token=settings.webhook_secret)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.webhook_host, settings.webhook_port)
+    await site.start()
+    log.info("webhook listening on %s:%s", settings.webhook_host, settings.webhook_port)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+        await ctx.close()

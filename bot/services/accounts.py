@@ -1,0 +1,72 @@
+"""Telegram accounts: load or create on each update, language choice, erasure (UU PDP)."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.services import audit
+from models import Account, Beneficiary
+
+SUPPORTED_LOCALES = ("id", "en")
+
+
+async def get_or_create(
+    session: AsyncSession, telegram_id: int, language_code: str | None
+) -> Account:
+    """The account of `telegram_id`, created on first contact; remembers Telegram's language."""
+    account = await session.get(Account, telegram_id)
+    if account is None:
+        account = Account(telegram_id=telegram_id, language_code=language_code)
+        session.add(account)
+        await session.flush()
+    elif language_code and account.language_code != language_code:
+        account.language_code = language_code
+    return account
+
+
+def locale_for(account: Account | None, language_code: str | None, default: str = "id") -> str:
+    """The user's chosen locale, else Telegram's language when supported, else `default`."""
+    if account is not None and account.locale in SUPPORTED_LOCALES:
+        return account.locale
+    primary = (language_code or "").split("-")[0].lower()
+    return primary if primary in SUPPORTED_LOCALES else default
+
+
+async def set_locale(session: AsyncSession, account: Account, locale: str) -> bool:
+    """Remember the user's language choice; False for an unsupported locale."""
+    if locale not in SUPPORTED_LOCALES:
+        return False
+    account.locale = locale
+    return True
+
+
+async def linked_beneficiary(session: AsyncSession, account: Account) -> Beneficiary | None:
+    if account.beneficiary_id is None:
+        return None
+    return await session.get(Beneficiary, account.beneficiary_id)
+
+
+async def erase(session: AsyncSession, account: Account) -> bool:
+    """Unlink the account and delete what the bot holds about this Telegram user.
+
+    Registry data (the beneficiary, disbursements, ledger) stays; the audit trail
+    keeps that an erasure happened. Returns False when there was nothing to erase.
+    """
+    had_link = account.beneficiary_id is not None
+    await audit.record(
+        session,
+        "account.erased",
+        actor=account.telegram_id,
+        subject_type="beneficiary" if had_link else None,
+        subject_id=account.beneficiary_id,
+    )
+    if account.roles:
+        # Staff roles are not the user's personal data to erase; keep only those.
+        account.beneficiary_id = None
+        account.linked_at = None
+        account.locale = None
+        account.language_code = None
+    else:
+        await session.delete(account)
+    await session.flush()
+    return had_link

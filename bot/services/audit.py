@@ -1,0 +1,34 @@
+"""Writing the audit trail. Callers pass identifiers and codes, never personal data."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import AuditEvent
+
+log = logging.getLogger("bansos.audit")
+
+
+async def record(
+    session: AsyncSession,
+    action: str,
+    *,
+    actor: int | None = None,
+    subject_type: str | None = None,
+    subject_id: object = None,
+    **details: Any,
+) -> None:
+    """Add an audit event to the current transaction (it lands only if the work commits)."""
+    session.add(
+        AuditEvent(
+            actor_telegram_id=actor,
+            action=action,
+            subject_type=subject_type,
+            subject_id=None if subject_id is None else str(subject_id),
+            details=details,
+        )
+    )
+    log.info("audit %s actor=%s %s=%s", action, actor, subject_type, subject_id)

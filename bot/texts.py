@@ -1,0 +1,44 @@
+"""Names users read for domain codes and menu buttons, as lazy gettext strings.
+
+Labels are lazy (`__`) so one definition serves every locale: `str(label)` or a
+comparison in a filter resolves it in the locale of the current update.
+"""
+
+from __future__ import annotations
+
+from aiogram.utils.i18n import lazy_gettext as __
+
+# Main-menu buttons (reply keyboard). Handlers match on these in the user's locale.
+BTN_LINK = __("Link KPM account")
+BTN_STATUS = __("Aid status")
+BTN_ERASE = __("Delete my data")
+BTN_HELP = __("Help")
+BTN_LANGUAGE = __("Language")
+BTN_SHARE_PHONE = __("Share my phone number")
+BTN_CANCEL = __("Cancel")
+
+COMPONENT_NAMES = {
+    "ibu_hamil": __("Pregnant or postpartum mother"),
+    "anak_usia_dini": __("Early-childhood child (0–6)"),
+    "anak_sd": __("Primary-school child (SD)"),
+    "anak_smp": __("Junior-high child (SMP)"),
+    "anak_sma": __("Senior-high child (SMA)"),
+    "disabilitas_berat": __("Person with severe disability"),
+    "lansia": __("Elderly person (60+)"),
+}
+
+STATUS_NAMES = {
+    "ditetapkan": __("approved"),
+    "diproses": __("being processed at the bank"),
+    "disalurkan": __("credited to your KKS account"),
+    "gagal": __("failed / returned"),
+}
+
+LEDGER_KIND_NAMES = {
+    "credit": __("BPNT credit"),
+    "credit_reversal": __("Credit reversed"),
+    "redemption": __("Purchase at e-Warong"),
+    "redemption_reversal": __("Purchase reversed"),
+}
+
+LANGUAGE_NAMES = {"id": "Bahasa Indonesia", "en": "English"}

@@ -1,0 +1,76 @@
+"""For everyone: /start, help, language, cancel."""
+
+from __future__ import annotations
+
+from aiogram import F, Router
+from aiogram.filters import Command, CommandStart
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery, Message
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import keyboards, texts, views
+from bot.keyboards import LanguageCB
+from bot.services import accounts
+from models import Account
+
+router = Router(name="common")
+
+
+@router.message(Command("batal", "cancel"))
+@router.message(F.text == texts.BTN_CANCEL)
+async def cancel(message: Message, state: FSMContext, account: Account) -> None:
+    """Leave any flow, from any state."""
+    had_flow = await state.get_state() is not None
+    await state.clear()
+    text = _("Cancelled.") if had_flow else _("There is nothing to cancel.")
+    await message.answer(text, reply_markup=keyboards.main_menu(account))
+
+
+@router.message(CommandStart())
+async def start(
+    message: Message, state: FSMContext, session: AsyncSession, account: Account
+) -> None:
+    await state.clear()
+    linked = await accounts.linked_beneficiary(session, account)
+    await message.answer(
+        views.greeting(message.from_user.first_name if message.from_user else "", linked),
+        reply_markup=keyboards.main_menu(account),
+    )
+
+
+@router.message(Command("bantuan", "help"))
+@router.message(F.text == texts.BTN_HELP)
+async def show_help(message: Message, account: Account) -> None:
+    await message.answer(views.help_text(), reply_markup=keyboards.main_menu(account))
+
+
+@router.message(Command("bahasa", "settings", "language"))
+@router.message(F.text == texts.BTN_LANGUAGE)
+async def choose_language(message: Message) -> None:
+    await message.answer(_("Choose your language:"), reply_markup=keyboards.language_choice())
+
+
+@router.callback_query(LanguageCB.filter())
+async def set_language(
+    query: CallbackQuery,
+    callback_data: LanguageCB,
+    session: AsyncSession,
+    account: Account,
+    i18n: I18n,
+) -> None:
+    if not await accounts.set_locale(session, account, callback_data.code):
+        await query.answer(_("This button is no longer valid."), show_alert=True)
+        return
+    with i18n.use_locale(callback_data.code):
+        await query.answer()
+        if isinstance(query.message, Message):
+            if query.message.reply_markup is not None:  # not yet answered: close the choice
+                await query.message.edit_text(
+                    _("Language: {name}").format(name=texts.LANGUAGE_NAMES[callback_data.code])
+                )
+            await query.message.answer(
+                _("From now on I will write in English."),
+                reply_markup=keyboards.main_menu(account),
+            )

@@ -1,0 +1,25 @@
+"""Whatever no other handler took: a polite pointer back to the menu. Registered last."""
+
+from __future__ import annotations
+
+from aiogram import Router
+from aiogram.types import CallbackQuery, Message
+from aiogram.utils.i18n import gettext as _
+
+from bot import keyboards
+from models import Account
+
+router = Router(name="fallback")
+
+
+@router.message()
+async def unknown_message(message: Message, account: Account | None) -> None:
+    await message.answer(
+        _("Sorry, I did not understand that. Please choose from the menu below, or /bantuan."),
+        reply_markup=keyboards.main_menu(account),
+    )
+
+
+@router.callback_query()
+async def unknown_button(query: CallbackQuery) -> None:
+    await query.answer(_("This button is no longer valid."), show_alert=True)

@@ -1,0 +1,294 @@
+"""KPM conversations through the real dispatcher, over HTTP, against the Bot API emulator."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import func, select
+
+from models import Account, AuditEvent
+from tests.registry import BUDI, SITI, load_registry
+
+NOW = datetime(2026, 5, 20, 3, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def app(bot_app, sessionmaker, tmp_path):  # type: ignore[no-untyped-def]
+    await load_registry(sessionmaker, bot_app.ctx.hasher, tmp_path)
+    bot_app.ctx.clock = lambda: NOW
+    return bot_app
+
+
+async def link(user, person=SITI):  # type: ignore[no-untyped-def]
+    """Walk a user through the three linking steps; returns the final replies."""
+    await user.press("Hubungkan akun KPM")
+    await user.share_contact(person["phone"])
+    await user.send(person["nik"])
+    return await user.send(person["birth_date"])
+
+
+async def test_start_greets_unlinked_user_in_indonesian_with_link_offer(app):
+    user = await app.user("Siti")
+    replies = await user.send("/start")
+    assert "Halo, Siti!" in replies[-1].text
+    assert "Hubungkan akun KPM" in (await user.reply_keyboard() or [])
+
+
+async def test_start_follows_telegram_language_when_supported(app):
+    english = await app.user("Ann", language_code="en")
+    assert "Hello, Ann!" in (await english.send("/start"))[-1].text
+    assert "Link KPM account" in (await english.reply_keyboard() or [])
+    french = await app.user("Jean", language_code="fr")
+    assert "Halo, Jean!" in (await french.send("/start"))[-1].text
+
+
+async def test_link_then_status_shows_pkh_and_bpnt_from_imported_data(app):
+    user = await app.user("Siti")
+    await user.send("/start")
+    replies = await user.press("Hubungkan akun KPM")
+    assert "Langkah 1 dari 3" in replies[-1].text
+    replies = await user.share_contact(SITI["phone"])
+    assert "Langkah 2 dari 3" in replies[-1].text
+    replies = await user.send("3204 1055 0785 0003")  # spaces as people type them
+    assert "Langkah 3 dari 3" in replies[-1].text
+    replies = await user.send("15 Juli 1985")
+    assert "Siti A***" in replies[-1].text
+    assert "Status bantuan" in (await user.reply_keyboard() or [])
+
+    status = (await user.press("Status bantuan"))[-1].text
+    assert "************0003" in status and "3204105507850003" not in status
+    assert "Anak SD × 2 — Rp1.800.000" in status
+    assert "Lansia (60 tahun ke atas) × 1 — Rp2.400.000" in status
+    assert "Total per tahun: Rp4.200.000" in status
+    assert "Tahap 1: disalurkan ke rekening KKS — Rp1.050.000 (14 Maret 2026)" in status
+    assert "Tahap 2: diproses di bank — Rp1.050.000" in status
+    assert "Tahap 3: belum ada informasi" in status
+    assert "Tahap berikutnya: Tahap 2" in status
+    assert "Mei 2026: disalurkan ke rekening KKS — Rp200.000" in status
+    assert "Saldo saat ini: Rp400.000" in status
+    assert status.count("Penyaluran BPNT +Rp200.000") == 2
+
+
+async def test_status_in_english_after_choosing_language(app):
+    user = await app.user("Siti")
+    await link(user)
+    await user.send("/bahasa")
+    replies = await user.press("English")
+    assert any("Language: English" in r.text for r in replies)
+    assert "From now on I will write in English." in replies[-1].text
+    status = (await user.press("Aid status"))[-1].text
+    assert "Primary-school child (SD) × 2 — Rp1,800,000" in status
+    assert "Stage 1: credited to your KKS account — Rp1,050,000 (March 14, 2026)" in status
+    assert "Current balance: Rp400,000" in status
+
+
+async def test_family_without_registry_phone_links_with_nik_and_birth_date(app):
+    user = await app.user("Budi")
+    replies = await link(user, BUDI)
+    assert "Budi S***" in replies[-1].text
+    status = (await user.press("Status bantuan"))[-1].text
+    assert "tidak terdaftar sebagai keluarga penerima PKH" in status
+    assert "Mei 2026: diproses di bank — Rp200.000" in status
+    assert "Saldo saat ini: Rp0" in status
+
+
+async def test_someone_elses_contact_is_refused(app):
+    user = await app.user("Siti")
+    await user.press("Hubungkan akun KPM")
+    replies = await user.share_contact(SITI["phone"], own=False)
+    assert "bukan kontak Anda sendiri" in replies[-1].text
+    # still at step 1: typing the NIK now is not accepted
+    replies = await user.send(SITI["nik"])
+    assert "tekan <b>Bagikan nomor HP saya</b>" in replies[-1].html
+
+
+@pytest.mark.parametrize(
+    ("typed", "expected"),
+    [
+        ("123", "tepat 16 angka"),
+        ("3204105507850003123", "tepat 16 angka"),
+        ("abcdefghijklmnop", "tepat 16 angka"),
+        ("9904105507850003", "tidak valid"),  # 99 is no province
+        ("3204107207850003", "tidak valid"),  # day 72
+        ("3204101513850003", "tidak valid"),  # month 13
+        ("3204100007850003", "tidak valid"),  # day 00
+        ("9" * 5000, "tepat 16 angka"),
+    ],
+)
+async def test_wrong_nik_formats_get_a_hint_and_stay_at_step_2(app, typed, expected):
+    user = await app.user("Siti")
+    await user.press("Hubungkan akun KPM")
+    await user.share_contact(SITI["phone"])
+    replies = await user.send(typed)
+    assert expected in replies[-1].text
+    replies = await user.send(SITI["nik"])  # the right one still works
+    assert "Langkah 3 dari 3" in replies[-1].text
+
+
+async def test_non_text_in_each_step_is_answered_politely(app):
+    user = await app.user("Siti")
+    await user.press("Hubungkan akun KPM")
+    assert "Bagikan nomor HP saya" in (await user.send_sticker())[-1].text
+    await user.share_contact(SITI["phone"])
+    assert "ketik NIK 16 angka" in (await user.send_photo())[-1].text
+    await user.send(SITI["nik"])
+    assert "tanggal lahir Anda sebagai teks" in (await user.send_sticker())[-1].text
+    assert "Siti A***" in (await user.send(SITI["birth_date"]))[-1].text
+
+
+@pytest.mark.parametrize("typed", ["kemarin", "31-02-1985", "15-07-2999", "x" * 5000])
+async def test_bad_birth_dates_are_refused_without_counting_a_failure(app, typed):
+    user = await app.user("Siti")
+    await user.press("Hubungkan akun KPM")
+    await user.share_contact(SITI["phone"])
+    await user.send(SITI["nik"])
+    assert "Tanggal tidak dapat dibaca" in (await user.send(typed))[-1].text
+    assert "Siti A***" in (await user.send("15/07/1985"))[-1].text
+
+
+async def test_mismatch_never_says_which_field_was_wrong(app):
+    wrong_nik = await app.user("A")
+    wrong_date = await app.user("B")
+    wrong_phone = await app.user("C")
+    replies = [
+        await link(wrong_nik, {**SITI, "nik": "3204105507850004"}),
+        await link(wrong_date, {**SITI, "birth_date": "16-07-1985"}),
+        await link(wrong_phone, {**SITI, "phone": "081299998888"}),
+    ]
+    texts = {r[-1].text for r in replies}
+    assert len(texts) == 1
+    (text,) = texts
+    assert "tidak cocok" in text and "sisa 4 percobaan" in text
+
+
+async def test_five_failures_lock_linking_for_an_hour(app, session):
+    user = await app.user("Siti")
+    bad = {**SITI, "birth_date": "01-01-1980"}
+    await link(user, bad)
+    for left in (3, 2, 1):
+        await user.send(SITI["nik"])
+        reply = (await user.send(bad["birth_date"]))[-1].text
+        assert f"sisa {left} percobaan" in reply
+    await user.send(SITI["nik"])
+    reply = (await user.send(bad["birth_date"]))[-1].text
+    assert "dikunci selama 60 menit" in reply
+    # even the right data is refused while locked
+    replies = await user.press("Hubungkan akun KPM")
+    assert "dikunci" in replies[-1].text
+    account = await session.get(Account, user.id)
+    assert account is not None and account.beneficiary_id is None
+
+
+async def test_second_account_cannot_link_the_same_family_and_is_audited(app, session):
+    first = await app.user("Siti")
+    await link(first)
+    second = await app.user("Siti2")
+    reply = (await link(second))[-1].text
+    assert "sudah terhubung dengan akun Telegram lain" in reply
+    refused = await session.scalar(
+        select(func.count())
+        .select_from(AuditEvent)
+        .where(AuditEvent.action == "link.refused_linked_elsewhere")
+    )
+    assert refused == 1
+    assert (await session.get(Account, second.id)).beneficiary_id is None
+
+
+async def test_cancel_leaves_any_step(app):
+    user = await app.user("Siti")
+    await user.press("Hubungkan akun KPM")
+    await user.share_contact(SITI["phone"])
+    replies = await user.send("/batal")
+    assert "Dibatalkan." in replies[-1].text
+    replies = await user.send(SITI["nik"])  # no longer in the flow
+    assert "tidak mengerti" in replies[-1].text
+    assert "Tidak ada yang perlu dibatalkan" in (await user.press("Batal"))[-1].text
+
+
+async def test_help_explains_each_menu_item(app):
+    user = await app.user("Siti")
+    text = (await user.send("/bantuan"))[-1].text
+    for item in ("Hubungkan akun KPM", "Status bantuan", "Hapus data saya", "Bahasa"):
+        assert item in text
+    assert (await user.send("/help"))[-1].text == text
+
+
+async def test_status_before_linking_points_to_linking(app):
+    user = await app.user("Siti")
+    assert "belum terhubung" in (await user.send("/status"))[-1].text
+
+
+async def test_delete_my_data_unlinks_after_confirmation_and_ignores_replays(app, session):
+    user = await app.user("Siti")
+    await link(user)
+    await user.send("/bahasa")
+    await user.press("Bahasa Indonesia")
+    question = (await user.press("Hapus data saya"))[-1]
+    assert "Hapus sekarang?" in question.text
+    yes = question.button("Ya, hapus")["callback_data"]
+
+    replies = await user.press("Ya, hapus")
+    assert any("Data Anda telah dihapus" in r.text for r in replies)
+    assert await session.get(Account, user.id) is None
+    erased = await session.scalar(
+        select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "account.erased")
+    )
+    assert erased == 1
+
+    # pressing the same button again (a replay) changes nothing and says so
+    replies = await user.callback(question.message_id, yes)
+    answers = await user.callback_answers()
+    assert answers[-1]["text"] == "Tombol ini sudah tidak berlaku."
+    assert "belum terhubung" in (await user.send("/status"))[-1].text
+    # registry stays: the family can link again
+    assert "Siti A***" in (await link(user))[-1].text
+
+
+async def test_forged_erase_button_does_nothing(app, session):
+    user = await app.user("Siti")
+    await link(user)
+    question = (await user.press("Hapus data saya"))[-1]
+    await user.callback(question.message_id, "erase:yes:forgedtoken")
+    assert (await user.callback_answers())[-1]["text"] == "Tombol ini sudah tidak berlaku."
+    assert (await session.get(Account, user.id)).beneficiary_id is not None
+    await user.callback(question.message_id, "lang:xx")
+    assert (await user.callback_answers())[-1]["text"] == "Tombol ini sudah tidak berlaku."
+    await user.callback(question.message_id, "garbage")
+    assert (await user.callback_answers())[-1]["text"] == "Tombol ini sudah tidak berlaku."
+
+
+async def test_same_update_delivered_twice_is_handled_once(app):
+    user = await app.user("Siti")
+    await user.send("/start")
+    update = {
+        "update_id": 777,
+        "message": {
+            "message_id": 500,
+            "date": 1779242400,
+            "chat": {"id": user.id, "type": "private", "first_name": "Siti"},
+            "from": {"id": user.id, "is_bot": False, "first_name": "Siti", "language_code": "id"},
+            "text": "/bantuan",
+            "entities": [{"type": "bot_command", "offset": 0, "length": 8}],
+        },
+    }
+    before = len(await user.messages())
+    await app.client.inject(update)
+    await app.client.inject(update)
+    assert len(await user.messages()) == before + 1
+
+
+async def test_flooding_user_is_throttled_politely(app):
+    user = await app.user("Siti")
+    for _ in range(12):
+        await user.send("halo")
+    texts = [m.text for m in await user.messages()]
+    assert sum("terlalu cepat" in t for t in texts) == 1
+    assert len(texts) <= app.ctx.settings.throttle_burst + 1
+
+
+async def test_commands_menu_is_set_per_language(app):
+    commands = await app.client.commands()
+    rendered = repr(commands)
+    assert "Status PKH dan BPNT saya" in rendered
+    assert "My PKH and BPNT status" in rendered
