@@ -24,7 +24,7 @@ def extracted(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unty
     out = tmp_path_factory.mktemp("pot") / "messages.pot"
     subprocess.run(
         [sys.executable, "-m", "babel.messages.frontend", "extract", "-F", "babel.cfg",
-         "-k", "_", "-k", "__", "-k", "lazy_gettext", "--no-location", "-o", str(out), "bot", "handlers"],
+         "-k", "_", "-k", "__", "-k", "lazy_gettext", "--no-location", "-o", str(out), "."],
         cwd=ROOT, check=True, capture_output=True,
     )  # fmt: skip
     with out.open("rb") as handle:

@@ -1,1 +1,223 @@
 """Commands that prepare data: db upgrade, import, demo."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import inspect
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.cli import app
+from bot.db import create_engine, create_sessionmaker, upgrade_database
+from bot.services.demo import DemoError, DemoIdentity, generate_demo
+from bot.services.identity import Hasher
+from bot.services.imports import ImportReport, import_beneficiaries, import_disbursements
+from bot.services.regions import (
+    REGION_DATA_DIR,
+    RegionFileError,
+    import_regions,
+    region_count,
+    zone_abbreviation,
+)
+from bot.settings import Settings
+from models import Base
+
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+import_app = typer.Typer(help="Import registry data from CSV files.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(import_app, name="import")
+
+MAX_ERRORS_SHOWN = 50
+DEMO_SHOWN = 8
+UPGRADE_HINT = "The database has no tables yet: run `bansos-bot db upgrade` first."
+
+T = TypeVar("T")
+Work = Callable[[async_sessionmaker[AsyncSession]], Awaitable[T]]
+
+
+def _console() -> Console:
+    """A console on the current stdout (created per command, so tests can capture it)."""
+    return Console(highlight=False)
+
+
+async def _tables_exist(sessionmaker: async_sessionmaker[AsyncSession]) -> bool:
+    """Whether the migrated schema is there (every model table exists)."""
+    async with sessionmaker() as session:
+        connection = await session.connection()
+        names = await connection.run_sync(lambda sync: set(inspect(sync).get_table_names()))
+    return set(Base.metadata.tables) <= names
+
+
+async def _with_database(work: Work[T]) -> T:
+    """Run `work` with a session factory for DATABASE_URL; exit with a hint if unmigrated."""
+    engine = create_engine(Settings().database_url)
+    try:
+        sessionmaker = create_sessionmaker(engine)
+        if not await _tables_exist(sessionmaker):
+            _console().print(f"[red]{UPGRADE_HINT}[/red]")
+            raise typer.Exit(code=1)
+        return await work(sessionmaker)
+    finally:
+        await engine.dispose()
+
+
+@contextmanager
+def progress_bar(console: Console, label: str) -> Iterator[Callable[[int, int], None]]:
+    """A Rich progress bar; yields the `progress(done, total)` callback for services."""
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(label, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def _hasher() -> Hasher:
+    """The NIK/phone/KKS hasher keyed by SECRET_KEY."""
+    return Hasher(Settings().resolved_secret_key())
+
+
+def print_report(console: Console, report: ImportReport, what: str) -> None:
+    """Counts on success, or a table of the first errors and exit code 1."""
+    if report.ok:
+        console.print(
+            f"[green]{what}:[/green] {report.inserted} inserted, {report.updated} updated, "
+            f"{report.unchanged} unchanged."
+        )
+        return
+    table = Table(title=f"{what}: nothing imported, {len(report.errors)} problem(s)")
+    table.add_column("line", justify="right")
+    table.add_column("column")
+    table.add_column("reason")
+    for error in report.errors[:MAX_ERRORS_SHOWN]:
+        table.add_row(str(error.line), error.column or "", error.reason)
+    console.print(table)
+    if len(report.errors) > MAX_ERRORS_SHOWN:
+        console.print(f"... and {len(report.errors) - MAX_ERRORS_SHOWN} more.")
+    raise typer.Exit(code=1)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the database schema to the latest version."""
+    upgrade_database(Settings().database_url)
+    _console().print("[green]Database is up to date.[/green]")
+
+
+async def _import_regions(
+    sessionmaker: async_sessionmaker[AsyncSession], folder: Path, console: Console
+) -> int:
+    """Import the region files with a progress bar; exits 1 on a bad file."""
+    try:
+        with progress_bar(console, "Regions") as progress:
+            return await import_regions(sessionmaker, folder, progress)
+    except RegionFileError as error:
+        console.print(f"[red]Region file problem:[/red] {error}")
+        raise typer.Exit(code=1) from error
+
+
+@import_app.command("regions")
+def import_regions_command(
+    folder: Annotated[
+        Path, typer.Argument(help="Folder with provinces/regencies/districts/villages.csv")
+    ] = REGION_DATA_DIR,
+) -> None:
+    """Import Kemendagri regions (provinces, regencies, districts, villages)."""
+    console = _console()
+
+    async def work(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
+        return await _import_regions(sessionmaker, folder, console)
+
+    count = asyncio.run(_with_database(work))
+    console.print(f"[green]Regions:[/green] {count} imported or refreshed.")
+
+
+def _run_import(path: Path, what: str, importer: Callable[..., Awaitable[ImportReport]]) -> None:
+    """Run one CSV importer with a progress bar and print its report."""
+    console = _console()
+    hasher = _hasher()
+
+    async def work(sessionmaker: async_sessionmaker[AsyncSession]) -> ImportReport:
+        with progress_bar(console, what) as progress:
+            return await importer(sessionmaker, path, hasher, progress=progress)
+
+    print_report(console, asyncio.run(_with_database(work)), what)
+
+
+FileArgument = Annotated[
+    Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="UTF-8 CSV file")
+]
+
+
+@import_app.command("beneficiaries")
+def import_beneficiaries_command(file: FileArgument) -> None:
+    """Import the beneficiary registry (nik,name,birth_date,phone,kks_number,...)."""
+    _run_import(file, "Beneficiaries", import_beneficiaries)
+
+
+@import_app.command("disbursements")
+def import_disbursements_command(file: FileArgument) -> None:
+    """Import PKH stages and BPNT months (nik,program,period,amount,status,date)."""
+    _run_import(file, "Disbursements", import_disbursements)
+
+
+def demo_table(identities: list[DemoIdentity]) -> Table:
+    """A table of demo identities to try the bot with."""
+    table = Table(title="Demo families to try (synthetic people)")
+    table.add_column("NIK", no_wrap=True, min_width=16)
+    table.add_column("name")
+    table.add_column("birth date", no_wrap=True)
+    table.add_column("phone", no_wrap=True)
+    table.add_column("programs", no_wrap=True)
+    table.add_column("village")
+    for person in identities:
+        table.add_row(
+            person.nik,
+            person.name,
+            person.birth_date.strftime("%d-%m-%Y"),
+            person.phone or "-",
+            " + ".join(person.programs),
+            f"{person.village_name} ({zone_abbreviation(person.village_code)})",
+        )
+    return table
+
+
+@app.command("demo")
+def demo_command(
+    families: Annotated[int, typer.Option(min=1, help="How many families in all")] = 200,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same families)")] = 2024,
+) -> None:
+    """Fill the database with a synthetic registry and print identities to try."""
+    console = _console()
+    hasher = _hasher()
+
+    async def work(sessionmaker: async_sessionmaker[AsyncSession]) -> list[DemoIdentity]:
+        async with sessionmaker() as session:
+            empty = await region_count(session) == 0
+        if empty:
+            console.print("No regions yet: importing the bundled Kemendagri list first.")
+            await _import_regions(sessionmaker, REGION_DATA_DIR, console)
+        with console.status("Generating demo families..."):
+            return await generate_demo(sessionmaker, hasher, families=families, seed=seed)
+
+    try:
+        identities = asyncio.run(_with_database(work))
+    except DemoError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(code=1) from error
+    console.print(demo_table(identities[:DEMO_SHOWN]))
+    console.print(
+        f"[green]{len(identities)} demo families are in the registry.[/green] "
+        "Link an account with a NIK and birth date above."
+    )
