@@ -5,7 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
@@ -17,7 +22,9 @@ def create_engine(database_url: str, **kwargs: object) -> AsyncEngine:
     kwargs.setdefault("hide_parameters", True)
     if database_url.startswith("sqlite"):
         engine = create_async_engine(
-            database_url, connect_args={"timeout": 30}, **kwargs  # type: ignore[arg-type]
+            database_url,
+            connect_args={"timeout": 30},
+            **kwargs,  # type: ignore[arg-type]
         )
 
         @event.listens_for(engine.sync_engine, "connect")

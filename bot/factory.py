@@ -48,9 +48,7 @@ def create_bot(settings: Settings) -> Bot:
     if settings.telegram_api_url:
         server = TelegramAPIServer.from_base(settings.telegram_api_url.rstrip("/"))
         session = AiohttpSession(api=server)
-    return Bot(
-        settings.bot_token, session=session, default=DefaultBotProperties(parse_mode="HTML")
-    )
+    return Bot(settings.bot_token, session=session, default=DefaultBotProperties(parse_mode="HTML"))
 
 
 def _redis(settings: Settings) -> Redis | None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiohttp import web
 from aiogram import Bot, Dispatcher
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
+from aiohttp import web
 from sqlalchemy import text
 
 from bot.context import AppContext
@@ -17,6 +17,7 @@ from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 WEBHOOK_PATH = "/webhook"
+CTX_KEY = web.AppKey("ctx", AppContext)
 
 NO_TOKEN_HELP = """\
 BOT_TOKEN is not set, so there is no Telegram bot to run.
@@ -29,9 +30,7 @@ server or an emulator instead of Telegram, also set TELEGRAM_API_URL."""
 
 
 def configure_logging(level: int = logging.INFO) -> None:
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 async def prepare_database(settings: Settings) -> None:
@@ -57,7 +56,7 @@ async def run_polling(settings: Settings) -> None:
 
 async def health(request: web.Request) -> web.Response:
     """200 when the database answers, 503 otherwise."""
-    ctx: AppContext = request.app["ctx"]
+    ctx = request.app[CTX_KEY]
     try:
         async with ctx.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
@@ -72,9 +71,13 @@ def build_webhook_app(ctx: AppContext, bot: Bot, dp: Dispatcher) -> web.Applicat
     if not ctx.settings.webhook_secret:
         raise RuntimeError("WEBHOOK_SECRET must be set to run a webhook")
     app = web.Application()
-    app["ctx"] = ctx
+    app[CTX_KEY] = ctx
+    # Handled before answering: a 2xx means done, so a failed update is redelivered.
     SimpleRequestHandler(
-        dispatcher=dp, bot=bot, secret_token=ctx.settings.webhook_secret
+        dispatcher=dp,
+        bot=bot,
+        secret_token=ctx.settings.webhook_secret,
+        handle_in_background=False,
     ).register(app, path=WEBHOOK_PATH)
     app.router.add_get("/healthz", health)
     setup_application(app, dp, bot=bot)

@@ -36,8 +36,8 @@ class Settings(BaseSettings):
     paid_broadcast: bool = False
 
     # Per-user throttling: at most `throttle_burst` updates in `throttle_window` seconds.
-    throttle_burst: int = 8
-    throttle_window: float = 3.0
+    throttle_burst: int = 15
+    throttle_window: float = 5.0
     # Account linking lockout.
     link_max_failures: int = 5
     link_lockout_seconds: int = 3600

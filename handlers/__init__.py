@@ -7,4 +7,4 @@ def all_routers() -> list[Router]:
     """Routers in the order they must be tried: cancel first, the catch-all last."""
     from handlers import common, fallback, kpm
 
-    return [common.router, kpm.router, fallback.router]
+    return [common.create_router(), kpm.create_router(), fallback.create_router()]

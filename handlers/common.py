@@ -15,11 +15,7 @@ from bot.keyboards import LanguageCB
 from bot.services import accounts
 from models import Account
 
-router = Router(name="common")
 
-
-@router.message(Command("batal", "cancel"))
-@router.message(F.text == texts.BTN_CANCEL)
 async def cancel(message: Message, state: FSMContext, account: Account) -> None:
     """Leave any flow, from any state."""
     had_flow = await state.get_state() is not None
@@ -28,7 +24,6 @@ async def cancel(message: Message, state: FSMContext, account: Account) -> None:
     await message.answer(text, reply_markup=keyboards.main_menu(account))
 
 
-@router.message(CommandStart())
 async def start(
     message: Message, state: FSMContext, session: AsyncSession, account: Account
 ) -> None:
@@ -40,19 +35,14 @@ async def start(
     )
 
 
-@router.message(Command("bantuan", "help"))
-@router.message(F.text == texts.BTN_HELP)
 async def show_help(message: Message, account: Account) -> None:
     await message.answer(views.help_text(), reply_markup=keyboards.main_menu(account))
 
 
-@router.message(Command("bahasa", "settings", "language"))
-@router.message(F.text == texts.BTN_LANGUAGE)
 async def choose_language(message: Message) -> None:
     await message.answer(_("Choose your language:"), reply_markup=keyboards.language_choice())
 
 
-@router.callback_query(LanguageCB.filter())
 async def set_language(
     query: CallbackQuery,
     callback_data: LanguageCB,
@@ -74,3 +64,17 @@ async def set_language(
                 _("From now on I will write in English."),
                 reply_markup=keyboards.main_menu(account),
             )
+
+
+def create_router() -> Router:
+    """A fresh router (a router can belong to one dispatcher only)."""
+    router = Router(name="common")
+    router.message.register(cancel, Command("batal", "cancel"))
+    router.message.register(cancel, F.text == texts.BTN_CANCEL)
+    router.message.register(start, CommandStart())
+    router.message.register(show_help, Command("bantuan", "help"))
+    router.message.register(show_help, F.text == texts.BTN_HELP)
+    router.message.register(choose_language, Command("bahasa", "settings", "language"))
+    router.message.register(choose_language, F.text == texts.BTN_LANGUAGE)
+    router.callback_query.register(set_language, LanguageCB.filter())
+    return router

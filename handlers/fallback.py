@@ -9,10 +9,7 @@ from aiogram.utils.i18n import gettext as _
 from bot import keyboards
 from models import Account
 
-router = Router(name="fallback")
 
-
-@router.message()
 async def unknown_message(message: Message, account: Account | None) -> None:
     await message.answer(
         _("Sorry, I did not understand that. Please choose from the menu below, or /bantuan."),
@@ -20,6 +17,13 @@ async def unknown_message(message: Message, account: Account | None) -> None:
     )
 
 
-@router.callback_query()
 async def unknown_button(query: CallbackQuery) -> None:
     await query.answer(_("This button is no longer valid."), show_alert=True)
+
+
+def create_router() -> Router:
+    """A fresh router (a router can belong to one dispatcher only)."""
+    router = Router(name="fallback")
+    router.message.register(unknown_message)
+    router.callback_query.register(unknown_button)
+    return router

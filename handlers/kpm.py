@@ -27,13 +27,9 @@ from bot.services.regions import timezone_for
 from handlers.states import EraseFlow, LinkFlow
 from models import Account
 
-router = Router(name="kpm")
-
 MAX_INPUT = 64  # longer text in a form step is certainly not a NIK or a date
 
 
-@router.message(Command("hubungkan", "link"))
-@router.message(F.text == texts.BTN_LINK)
 async def link_start(
     message: Message, state: FSMContext, account: Account, ctx: AppContext
 ) -> None:
@@ -58,7 +54,6 @@ async def link_start(
     )
 
 
-@router.message(LinkFlow.phone, F.contact)
 async def link_phone(message: Message, state: FSMContext, ctx: AppContext) -> None:
     contact = message.contact
     assert contact is not None and message.from_user is not None
@@ -83,7 +78,6 @@ async def link_phone(message: Message, state: FSMContext, ctx: AppContext) -> No
     )
 
 
-@router.message(LinkFlow.phone)
 async def link_phone_wrong(message: Message) -> None:
     await message.answer(
         _("Please press <b>{button}</b> below to share your phone number.").format(
@@ -93,7 +87,6 @@ async def link_phone_wrong(message: Message) -> None:
     )
 
 
-@router.message(LinkFlow.nik, F.text)
 async def link_nik(message: Message, state: FSMContext, ctx: AppContext) -> None:
     text = message.text or ""
     nik = clean_digits(text) if len(text) <= MAX_INPUT else ""
@@ -102,7 +95,9 @@ async def link_nik(message: Message, state: FSMContext, ctx: AppContext) -> None
         if len(nik) != 16 or not nik.isdigit():
             reply = _("A NIK has exactly 16 digits. Please type it as it is on your KTP.")
         else:
-            reply = _("That is not a valid NIK. Please check it against your KTP and type it again.")
+            reply = _(
+                "That is not a valid NIK. Please check it against your KTP and type it again."
+            )
         await message.answer(reply, reply_markup=keyboards.cancel_only(_("16-digit NIK")))
         return
     await state.update_data(nik_hash=ctx.hasher.nik(nik))
@@ -113,7 +108,6 @@ async def link_nik(message: Message, state: FSMContext, ctx: AppContext) -> None
     )
 
 
-@router.message(LinkFlow.nik)
 async def link_nik_wrong(message: Message) -> None:
     await message.answer(
         _("Please type your 16-digit NIK as text."),
@@ -121,7 +115,6 @@ async def link_nik_wrong(message: Message) -> None:
     )
 
 
-@router.message(LinkFlow.birth_date, F.text)
 async def link_birth_date(
     message: Message,
     state: FSMContext,
@@ -174,7 +167,6 @@ async def link_birth_date(
     await message.answer(reply, reply_markup=keyboards.main_menu(account))
 
 
-@router.message(LinkFlow.birth_date)
 async def link_birth_date_wrong(message: Message) -> None:
     await message.answer(
         _("Please type your birth date as text, like 15-07-1985."),
@@ -182,8 +174,6 @@ async def link_birth_date_wrong(message: Message) -> None:
     )
 
 
-@router.message(Command("status"))
-@router.message(F.text == texts.BTN_STATUS)
 async def show_status(
     message: Message, session: AsyncSession, account: Account, locale: str, ctx: AppContext
 ) -> None:
@@ -198,11 +188,11 @@ async def show_status(
         return
     today = ctx.now().astimezone(timezone_for(beneficiary.village_code)).date()
     result = await status.aid_status(session, beneficiary, today)
-    await message.answer(views.aid_status(result, locale), reply_markup=keyboards.main_menu(account))
+    await message.answer(
+        views.aid_status(result, locale), reply_markup=keyboards.main_menu(account)
+    )
 
 
-@router.message(Command("hapus", "delete"))
-@router.message(F.text == texts.BTN_ERASE)
 async def erase_ask(message: Message, state: FSMContext) -> None:
     token = secrets.token_urlsafe(8)
     await state.set_state(EraseFlow.confirm)
@@ -217,7 +207,6 @@ async def erase_ask(message: Message, state: FSMContext) -> None:
     )
 
 
-@router.callback_query(EraseCB.filter())
 async def erase_answer(
     query: CallbackQuery,
     callback_data: EraseCB,
@@ -246,3 +235,22 @@ async def erase_answer(
             _("Goodbye. Press /start whenever you want to use the service again."),
             reply_markup=ReplyKeyboardRemove(),
         )
+
+
+def create_router() -> Router:
+    """A fresh router (a router can belong to one dispatcher only)."""
+    router = Router(name="kpm")
+    router.message.register(link_start, Command("hubungkan", "link"))
+    router.message.register(link_start, F.text == texts.BTN_LINK)
+    router.message.register(link_phone, LinkFlow.phone, F.contact)
+    router.message.register(link_phone_wrong, LinkFlow.phone)
+    router.message.register(link_nik, LinkFlow.nik, F.text)
+    router.message.register(link_nik_wrong, LinkFlow.nik)
+    router.message.register(link_birth_date, LinkFlow.birth_date, F.text)
+    router.message.register(link_birth_date_wrong, LinkFlow.birth_date)
+    router.message.register(show_status, Command("status"))
+    router.message.register(show_status, F.text == texts.BTN_STATUS)
+    router.message.register(erase_ask, Command("hapus", "delete"))
+    router.message.register(erase_ask, F.text == texts.BTN_ERASE)
+    router.callback_query.register(erase_answer, EraseCB.filter())
+    return router

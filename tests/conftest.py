@@ -124,7 +124,11 @@ class Harness:
 
 
 @pytest.fixture
-async def bot_app(settings: Settings, engine: AsyncEngine) -> AsyncIterator[Harness]:
+async def bot_app(
+    request: pytest.FixtureRequest, settings: Settings, engine: AsyncEngine
+) -> AsyncIterator[Harness]:
+    """The bot polling a fresh emulator. Tests act faster than people, so the per-user
+    throttle is off unless a test asks for it with `@pytest.mark.throttle(burst=N)`."""
     from bot.factory import create_bot, create_context, create_dispatcher
     from bot.sandbox.client import EmulatorClient
     from bot.sandbox.emulator import BotApiEmulator
@@ -135,6 +139,8 @@ async def bot_app(settings: Settings, engine: AsyncEngine) -> AsyncIterator[Harn
         redis = Redis.from_url(settings.redis_url)
         await redis.flushdb()
         await redis.aclose()
+    marker = request.node.get_closest_marker("throttle")
+    settings.throttle_burst = marker.kwargs["burst"] if marker else 10_000
     emulator = BotApiEmulator(token=BOT_TOKEN)
     url = await emulator.start()
     settings.telegram_api_url = url

@@ -30,7 +30,9 @@ class ErrorReplyMiddleware(BaseMiddleware):
             assert isinstance(event, Update)
             # Engines hide bound parameters, so the traceback carries no user data.
             log.exception(
-                "update %s (%s) failed: %s", event.update_id, event.event_type,
+                "update %s (%s) failed: %s",
+                event.update_id,
+                event.event_type,
                 type(error).__name__,
             )
             session = data.get("session")
@@ -44,7 +46,7 @@ class ErrorReplyMiddleware(BaseMiddleware):
         try:
             if event.callback_query is not None:
                 await event.callback_query.answer(text, show_alert=True)
-            elif (user := event.event.from_user if hasattr(event.event, "from_user") else None):
+            elif user := event.event.from_user if hasattr(event.event, "from_user") else None:
                 await bot.send_message(user.id, text)
         except Exception as error:  # the apology itself failed (e.g. Telegram down)
             log.warning("could not tell the user about a failure: %s", type(error).__name__)

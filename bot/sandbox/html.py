@@ -58,7 +58,9 @@ def _simple(kind: str) -> EntityBuilder:
 def _span_entity(tag: _OpenTag) -> dict[str, Any]:
     """Build a spoiler from ``<span class="tg-spoiler">``; other classes are errors."""
     if tag.attributes.get("class") != "tg-spoiler":
-        raise ParseError(f'Tag "span" must have class "tg-spoiler" at byte offset {tag.byte_offset}')
+        raise ParseError(
+            f'Tag "span" must have class "tg-spoiler" at byte offset {tag.byte_offset}'
+        )
     return {"type": "spoiler"}
 
 
@@ -93,7 +95,9 @@ def _emoji_entity(tag: _OpenTag) -> dict[str, Any]:
     """Build a custom_emoji from ``<tg-emoji emoji-id>``, which is mandatory."""
     emoji_id = tag.attributes.get("emoji-id", "")
     if not emoji_id.isdigit():
-        raise ParseError(f'Tag "tg-emoji" must have a numeric "emoji-id" at byte offset {tag.byte_offset}')
+        raise ParseError(
+            f'Tag "tg-emoji" must have a numeric "emoji-id" at byte offset {tag.byte_offset}'
+        )
     return {"type": "custom_emoji", "custom_emoji_id": emoji_id}
 
 
@@ -251,7 +255,9 @@ class _HtmlParser:
         entity = TAG_RULES[name].build(tag)
         length = self.offset - tag.offset
         if entity is not None and length > 0:
-            self.entities.append({"type": entity.pop("type"), "offset": tag.offset, "length": length, **entity})
+            self.entities.append(
+                {"type": entity.pop("type"), "offset": tag.offset, "length": length, **entity}
+            )
 
 
 def parse_html(source: str) -> tuple[str, list[dict[str, Any]]]:

@@ -20,6 +20,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import phonenumbers
 from sqlalchemy import delete, insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -170,6 +171,12 @@ def chunks(items: Sequence[Any], size: int = BATCH_SIZE) -> list[Sequence[Any]]:
     return [items[start : start + size] for start in range(0, len(items), size)]
 
 
+def by_position(errors: Sequence[RowError], columns: Sequence[str]) -> list[RowError]:
+    """Errors ordered by line, then by the column's place in the file."""
+    rank = {name: index for index, name in enumerate(columns)}
+    return sorted(errors, key=lambda error: (error.line, rank.get(error.column or "", -1)))
+
+
 # --- field rules -------------------------------------------------------------------
 
 
@@ -260,6 +267,7 @@ class _BeneficiaryChecker:
         self.today = today
         self.errors = ErrorList()
         self.first_line: dict[str, int] = {}
+        self.villages: dict[int, str] = {}  # line -> well-formed village code
 
     def check(self, line: int, row: dict[str, str]) -> BeneficiaryRecord | None:
         """A record for a valid row, or None after recording its errors."""
@@ -274,7 +282,9 @@ class _BeneficiaryChecker:
         if kks and not KKS_RE.match(kks):
             self.errors.add(line, "kks_number", "kks_number: not 16 digits")
         village = row["village_code"].strip()
-        if not VILLAGE_CODE_RE.match(village):
+        if VILLAGE_CODE_RE.match(village):
+            self.villages[line] = village
+        else:
             self.errors.add(
                 line, "village_code", "village_code: not a village code (PP.KK.CC.DDDD)"
             )
@@ -325,12 +335,13 @@ class _BeneficiaryChecker:
         return None
 
     def _phone(self, line: int, text: str) -> str | None:
-        """The phone in E.164 (None when empty or invalid)."""
+        """The phone in E.164 (None when empty or invalid); short or unassigned numbers fail."""
         if not text:
             return None
         phone = normalize_phone(text)
-        if phone is None:
-            self.errors.add(line, "phone", "phone: not a valid Indonesian phone number")
+        if phone is None or not phonenumbers.is_valid_number(phonenumbers.parse(phone)):
+            self.errors.add(line, "phone", "phone: not a valid phone number")
+            return None
         return phone
 
     def _components(
@@ -352,12 +363,11 @@ async def validate_beneficiaries(
     directory = await RegionDirectory.load(session)
     checker = _BeneficiaryChecker(directory.province_codes, hasher, today)
     valid = [record for line, row in records if (record := checker.check(line, row))]
-    villages = {record.values["village_code"] for record in valid}
-    known = await directory.existing_villages(session, villages)
-    for record in valid:
-        if record.values["village_code"] not in known:
-            checker.errors.add(record.line, "village_code", "village_code: unknown village")
-    return valid, sorted(checker.errors, key=lambda error: error.line)
+    known = await directory.existing_villages(session, set(checker.villages.values()))
+    for line, village in checker.villages.items():
+        if village not in known:
+            checker.errors.add(line, "village_code", "village_code: unknown village")
+    return valid, by_position(checker.errors, BENEFICIARY_COLUMNS)
 
 
 async def _existing_beneficiaries(
@@ -383,8 +393,8 @@ async def _existing_beneficiaries(
 
 async def _write_beneficiary_batch(
     session: AsyncSession, batch: Sequence[BeneficiaryRecord], report: ImportReport
-) -> dict[str, int]:
-    """Upsert one batch, replace changed components; returns nik_hash -> id for the batch."""
+) -> None:
+    """Upsert one batch of beneficiaries and replace the components of the changed ones."""
     existing = await _existing_beneficiaries(session, [record.nik_hash for record in batch])
     ids = {nik_hash: entry[0] for nik_hash, entry in existing.items()}
     changed: list[BeneficiaryRecord] = []
@@ -399,7 +409,7 @@ async def _write_beneficiary_batch(
             report.updated += 1
         changed.append(record)
     if not changed:
-        return ids
+        return
     now = utcnow()
     table = Beneficiary.__table__
     statement = upsert_statement(
@@ -416,7 +426,6 @@ async def _write_beneficiary_batch(
     for row in await session.execute(statement, rows):
         ids[row.nik_hash] = row.id
     await _replace_components(session, [(ids[r.nik_hash], r.components) for r in changed])
-    return ids
 
 
 async def _replace_components(
@@ -502,26 +511,12 @@ class DisbursementRecord:
         return {"amount": self.amount, "status": self.status, "date": self.date}
 
 
-@dataclass
-class _ParsedDisbursement:
-    """A disbursement row whose own fields are valid; the NIK is not yet looked up."""
-
-    line: int
-    nik: str
-    program: str
-    period: str
-    amount: int
-    status: str
-    date: date
-
-
 def _parse_disbursement(
     line: int, row: dict[str, str], errors: ErrorList, provinces: frozenset[str]
-):
-    """The row's fields when they are all valid, else None (errors recorded)."""
+) -> DisbursementRecord | None:
+    """The row as a record (beneficiary not yet set) when its fields are valid, else None."""
     before = len(errors)
-    nik = row["nik"].strip()
-    if problem := nik_problem(nik, provinces):
+    if problem := nik_problem(row["nik"].strip(), provinces):
         errors.add(line, "nik", NIK_REASONS[problem])
     program = row["program"].strip().upper()
     period = row["period"].strip()
@@ -540,7 +535,7 @@ def _parse_disbursement(
         errors.add(line, "date", "date: not a valid date (YYYY-MM-DD)")
     if len(errors) > before or amount is None or when is None:
         return None
-    return _ParsedDisbursement(line, nik, program, period, amount, status, when)
+    return DisbursementRecord(line, 0, program, period, amount, status, when)
 
 
 async def _registered(session: AsyncSession, hashes: set[str]) -> dict[str, tuple[int, bool, bool]]:
@@ -558,47 +553,35 @@ async def validate_disbursements(
     session: AsyncSession, records: Sequence[Record], hasher: Hasher
 ) -> tuple[list[DisbursementRecord], list[RowError]]:
     """Check every disbursement row against the rules and the registry."""
-    directory = await RegionDirectory.load(session)
-    errors = ErrorList()
-    parsed = [
-        item
+    provinces = (await RegionDirectory.load(session)).province_codes
+    hashes = {
+        line: hasher.nik(nik)
         for line, row in records
-        if (item := _parse_disbursement(line, row, errors, directory.province_codes))
-    ]
-    hashes = {item.line: hasher.nik(item.nik) for item in parsed}
+        if nik_problem(nik := row["nik"].strip(), provinces) is None
+    }
     registry = await _registered(session, set(hashes.values()))
+    errors = ErrorList()
     valid: list[DisbursementRecord] = []
     first_line: dict[tuple[int, str, str], int] = {}
-    for item in parsed:
-        found = registry.get(hashes[item.line])
-        if found is None:
-            errors.add(item.line, "nik", "nik: not in the beneficiary registry")
+    for line, row in records:
+        record = _parse_disbursement(line, row, errors, provinces)
+        found = registry.get(hashes.get(line, ""))
+        if line in hashes and found is None:
+            errors.add(line, "nik", "nik: not in the beneficiary registry")
+        if record is None or found is None:
             continue
-        beneficiary_id, is_pkh, is_bpnt = found
-        if not (is_pkh if item.program == "PKH" else is_bpnt):
-            errors.add(
-                item.line, "program", f"program: beneficiary is not enrolled in {item.program}"
-            )
+        record.beneficiary_id, is_pkh, is_bpnt = found
+        if not (is_pkh if record.program == "PKH" else is_bpnt):
+            reason = f"program: beneficiary is not enrolled in {record.program}"
+            errors.add(line, "program", reason)
             continue
-        record = DisbursementRecord(
-            item.line,
-            beneficiary_id,
-            item.program,
-            item.period,
-            item.amount,
-            item.status,
-            item.date,
-        )
         if record.key in first_line:
-            errors.add(
-                item.line,
-                "period",
-                f"same NIK, program and period as line {first_line[record.key]}",
-            )
+            reason = f"period: same NIK, program and period as line {first_line[record.key]}"
+            errors.add(line, "period", reason)
             continue
-        first_line[record.key] = item.line
+        first_line[record.key] = line
         valid.append(record)
-    return valid, sorted(errors, key=lambda error: error.line)
+    return valid, by_position(errors, DISBURSEMENT_COLUMNS)
 
 
 async def _existing_disbursements(

@@ -1,0 +1,19 @@
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+WORKDIR /app
+
+COPY pyproject.toml README.md alembic.ini babel.cfg ./
+COPY bot ./bot
+COPY handlers ./handlers
+COPY models ./models
+COPY migrations ./migrations
+COPY locales ./locales
+COPY data ./data
+RUN pip install --no-cache-dir . \
+    && useradd --create-home --uid 10001 bansos
+USER bansos
+
+# Webhook mode by default; `bansos-bot run` for long polling.
+EXPOSE 8081
+CMD ["bansos-bot", "webhook"]
