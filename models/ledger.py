@@ -30,13 +30,11 @@ class LedgerEntry(Base):
     __table_args__ = (Index("ix_ledger_entries_beneficiary_created", "beneficiary_id", "id"),)
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    beneficiary_id: Mapped[int] = mapped_column(
-        ForeignKey("beneficiaries.id", ondelete="CASCADE")
-    )
+    beneficiary_id: Mapped[int] = mapped_column(ForeignKey("beneficiaries.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(16))  # credit | credit_reversal | ...
     amount: Mapped[int] = mapped_column(BigInteger)  # signed: + credit, - debit
     balance_after: Mapped[int] = mapped_column(BigInteger)
     idempotency_key: Mapped[str] = mapped_column(String(80), unique=True)
-    disbursement_id: Mapped[int | None] = mapped_column(ForeignKey("disbursements.id"))
+    disbursement_id: Mapped[int | None] = mapped_column(ForeignKey("disbursements.id"), index=True)
     reference: Mapped[str | None] = mapped_column(String(80))  # e.g. the period "2025-05"
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -124,8 +124,19 @@ class Harness:
 
 
 @pytest.fixture
+async def clean_redis(redis_url: str | None) -> None:
+    """Empty the test Redis database (FSM state, dedup keys, lockouts) before a test."""
+    if redis_url:
+        from redis.asyncio import Redis
+
+        redis = Redis.from_url(redis_url)
+        await redis.flushdb()
+        await redis.aclose()
+
+
+@pytest.fixture
 async def bot_app(
-    request: pytest.FixtureRequest, settings: Settings, engine: AsyncEngine
+    request: pytest.FixtureRequest, settings: Settings, engine: AsyncEngine, clean_redis: None
 ) -> AsyncIterator[Harness]:
     """The bot polling a fresh emulator. Tests act faster than people, so the per-user
     throttle is off unless a test asks for it with `@pytest.mark.throttle(burst=N)`."""
@@ -133,12 +144,6 @@ async def bot_app(
     from bot.sandbox.client import EmulatorClient
     from bot.sandbox.emulator import BotApiEmulator
 
-    if settings.redis_url:
-        from redis.asyncio import Redis
-
-        redis = Redis.from_url(settings.redis_url)
-        await redis.flushdb()
-        await redis.aclose()
     marker = request.node.get_closest_marker("throttle")
     settings.throttle_burst = marker.kwargs["burst"] if marker else 10_000
     emulator = BotApiEmulator(token=BOT_TOKEN)

@@ -107,3 +107,9 @@ def test_bad_region_folder_names_the_file(cli_db: dict[str, str], tmp_path: Path
 def test_missing_file_is_a_usage_error(cli_db: dict[str, str], tmp_path: Path) -> None:
     result = runner.invoke(app, ["import", "beneficiaries", str(tmp_path / "nope.csv")], env=cli_db)
     assert result.exit_code == 2
+
+
+def test_import_regions_if_empty_skips_a_loaded_table(cli_db: dict[str, str]) -> None:
+    result = runner.invoke(app, ["import", "regions", "--if-empty"], env=cli_db)
+    assert result.exit_code == 0, result.output
+    assert "already loaded" in result.output

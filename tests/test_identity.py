@@ -59,6 +59,7 @@ def test_masks_show_only_what_may_be_seen() -> None:
         ("0812-3456-7890", "+6281234567890"),
         ("", None),
         ("12", None),
+        ("0812345", None),  # possible length, but no such number
         ("not a phone", None),
     ],
 )

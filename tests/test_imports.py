@@ -411,6 +411,25 @@ async def test_reversal_never_takes_the_balance_below_zero(
 
 
 @pytest.mark.usefixtures("registry")
+async def test_sync_accepts_an_orm_disbursement_and_is_idempotent(
+    sessionmaker: async_sessionmaker[AsyncSession], session: AsyncSession, tmp_path: Path
+) -> None:
+    await import_money(
+        sessionmaker, tmp_path, money_row(SITI_NIK, "BPNT", "2026-04", "200000", "diproses")
+    )
+    siti = await beneficiary(session, SITI_NIK)
+    row = await session.scalar(select(Disbursement).where(Disbursement.beneficiary_id == siti.id))
+    assert row is not None and await wallet.balance(session, siti.id) == 0
+    row.status = "disalurkan"
+    await session.flush()
+    await wallet.sync_disbursement_credit(session, row)
+    await wallet.sync_disbursement_credit(session, row)
+    await session.commit()
+    assert await wallet.balance(session, siti.id) == 200000
+    assert [e[0] for e in await ledger(session, SITI_NIK)] == ["credit"]
+
+
+@pytest.mark.usefixtures("registry")
 @pytest.mark.parametrize(
     ("row", "column", "reason"),
     [
@@ -568,3 +587,11 @@ async def check_wallet(session: AsyncSession, nik_hash: str) -> None:
     for entry in entries:
         running += entry.amount
         assert entry.balance_after == running >= 0
+
+
+async def test_quoted_fields_with_commas_and_quotes(
+    sessionmaker: async_sessionmaker[AsyncSession], session: AsyncSession, tmp_path: Path
+) -> None:
+    row = siti_with(name='"Aminah, Siti ""Ami"""')
+    assert counts(await import_people(sessionmaker, tmp_path, row)) == (1, 0, 0)
+    assert (await beneficiary(session, SITI_NIK)).name == 'Aminah, Siti "Ami"'

@@ -18,7 +18,7 @@ SECRET = "s3cret-Token_value"
 
 
 @pytest.fixture
-async def webhook(settings, engine) -> AsyncIterator[tuple[str, EmulatorClient]]:  # type: ignore[no-untyped-def]
+async def webhook(settings, engine, clean_redis) -> AsyncIterator[tuple[str, EmulatorClient]]:  # type: ignore[no-untyped-def]
     emulator = BotApiEmulator(token=BOT_TOKEN)
     api_url = await emulator.start()
     settings.telegram_api_url = api_url

@@ -132,15 +132,25 @@ def import_regions_command(
     folder: Annotated[
         Path, typer.Argument(help="Folder with provinces/regencies/districts/villages.csv")
     ] = REGION_DATA_DIR,
+    if_empty: Annotated[
+        bool, typer.Option("--if-empty", help="Do nothing when regions are already loaded")
+    ] = False,
 ) -> None:
     """Import Kemendagri regions (provinces, regencies, districts, villages)."""
     console = _console()
 
-    async def work(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
+    async def work(sessionmaker: async_sessionmaker[AsyncSession]) -> int | None:
+        if if_empty:
+            async with sessionmaker() as session:
+                if await region_count(session):
+                    return None
         return await _import_regions(sessionmaker, folder, console)
 
     count = asyncio.run(_with_database(work))
-    console.print(f"[green]Regions:[/green] {count} imported or refreshed.")
+    if count is None:
+        console.print("Regions are already loaded.")
+    else:
+        console.print(f"[green]Regions:[/green] {count} imported or refreshed.")
 
 
 def _run_import(path: Path, what: str, importer: Callable[..., Awaitable[ImportReport]]) -> None:

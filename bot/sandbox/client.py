@@ -168,8 +168,13 @@ class EmulatorClient:
         try:
             await self.request("GET", "/wait", params={"update_id": update_id, "timeout": timeout})
         except EmulatorError as exc:
-            errors = [event for event in await self.events() if not event["ok"]][-5:]
+            errors = await self.recent_errors()
             raise AssertionError(f"{exc}; last Bot API errors: {errors}") from None
+
+    async def recent_errors(self, limit: int = 5) -> list[str]:
+        """Return the newest failed Bot API calls as short "method: description" lines."""
+        failed = [event for event in await self.events() if not event["ok"]][-limit:]
+        return [f"{event['method']}: {event['error']}" for event in failed]
 
     async def chat(self, chat_id: int) -> dict[str, Any]:
         """Return the control view of a chat (messages, reply_keyboard, commands, ...)."""
@@ -340,7 +345,8 @@ class ChatUser:
         latest = next((m for m in reversed(bot_messages) if m.inline_buttons), None)
         raise AssertionError(
             f"no button {label!r}; reply keyboard: {_reply_labels(view['reply_keyboard'])}; "
-            f"latest inline buttons: {latest.button_labels if latest else None}"
+            f"latest inline buttons: {latest.button_labels if latest else None}; "
+            f"last Bot API errors: {await self.client.recent_errors()}"
         )
 
     async def _press_reply(

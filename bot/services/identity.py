@@ -71,7 +71,7 @@ def normalize_phone(raw: str) -> str | None:
         number = phonenumbers.parse(text, "ID")
     except phonenumbers.NumberParseException:
         return None
-    if not phonenumbers.is_possible_number(number):
+    if not phonenumbers.is_valid_number(number):
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 

@@ -8,6 +8,7 @@ The files (provinces, regencies, districts, villages) come from `data/wilayah`
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -115,7 +116,7 @@ def _read_level(folder: Path, spec: RegionLevel, known_parents: set[str]) -> lis
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as error:
         raise RegionFileError(spec.file_name, 0, "not UTF-8 text") from error
-    reader = csv.reader(text.splitlines())
+    reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader, None)
     if header is None or tuple(cell.strip().lower() for cell in header) != spec.columns:
         raise RegionFileError(spec.file_name, 1, f"header must be {','.join(spec.columns)}")
