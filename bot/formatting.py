@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from babel.dates import format_date as babel_format_date
-from babel.dates import format_datetime as babel_format_datetime
+from babel.dates import format_skeleton
 from babel.numbers import format_decimal
 
 from bot.services.regions import timezone_for, zone_abbreviation
@@ -25,5 +25,12 @@ def long_date(value: date, locale: str) -> str:
 def local_datetime(value: datetime, locale: str, region_code: str | None) -> str:
     """A moment in the user's regional zone: `1 Mei 2025 11.04 WITA`."""
     zone = timezone_for(region_code)
-    text = babel_format_datetime(value, format="medium", tzinfo=zone, locale=locale)
-    return f"{text} {zone_abbreviation(region_code)}"
+    day = format_skeleton("yMMMd", value, tzinfo=zone, locale=locale)
+    clock = format_skeleton("Hm", value, tzinfo=zone, locale=locale)
+    return f"{day} {clock} {zone_abbreviation(region_code)}"
+
+
+def month_name(period: str, locale: str) -> str:
+    """`2026-05` -> `Mei 2026` (id), `May 2026` (en)."""
+    year, month = (int(part) for part in period.split("-")[:2])
+    return babel_format_date(date(year, month, 1), format="MMMM y", locale=locale)

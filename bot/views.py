@@ -5,17 +5,18 @@ Everything interpolated from data is HTML-escaped here.
 
 from __future__ import annotations
 
-from datetime import date
+import re
 from html import escape
 
 from aiogram.utils.i18n import gettext as _
-from babel.dates import format_date
 
 from bot import texts
-from bot.formatting import local_datetime, long_date, money
+from bot.formatting import local_datetime, long_date, money, month_name
 from bot.services.identity import mask_name, mask_nik
 from bot.services.status import AidStatus, BpntStatus, PkhStatus, StageLine
-from models import Beneficiary
+from models import Beneficiary, LedgerEntry
+
+BPNT_PERIOD = re.compile(r"^\d{4}-\d{2}\b")
 
 
 def greeting(first_name: str, linked: Beneficiary | None) -> str:
@@ -89,15 +90,17 @@ def _pkh_block(pkh: PkhStatus, locale: str) -> list[str]:
     return lines
 
 
-def _month_name(period: str, locale: str) -> str:
-    year, month = (int(part) for part in period.split("-"))
-    return format_date(date(year, month, 1), format="MMMM y", locale=locale)
+def _entry_when(entry: LedgerEntry, locale: str, region_code: str) -> str:
+    """Credits by the month they are for; everything else by when it happened."""
+    if entry.disbursement_id is not None and entry.reference and BPNT_PERIOD.match(entry.reference):
+        return month_name(entry.reference[:7], locale)
+    return local_datetime(entry.created_at, locale, region_code)
 
 
 def _bpnt_block(bpnt: BpntStatus, locale: str, region_code: str) -> list[str]:
     if not bpnt.enrolled:
         return [_("<b>BPNT/Sembako</b>: not registered as a BPNT family.")]
-    month = _month_name(bpnt.period, locale)
+    month = month_name(bpnt.period, locale)
     this_month = _status_name(bpnt.month_status)
     if bpnt.month_amount is not None:
         this_month += f" — {money(bpnt.month_amount, locale)}"
@@ -111,7 +114,7 @@ def _bpnt_block(bpnt: BpntStatus, locale: str, region_code: str) -> list[str]:
             kind = texts.LEDGER_KIND_NAMES.get(entry.kind, entry.kind)
             sign = "+" if entry.amount > 0 else ""
             lines.append(
-                f"• {local_datetime(entry.created_at, locale, region_code)} — "
+                f"• {_entry_when(entry, locale, region_code)} — "
                 f"{escape(str(kind))} {sign}{money(entry.amount, locale)}"
             )
     else:

@@ -68,7 +68,8 @@ async def test_link_then_status_shows_pkh_and_bpnt_from_imported_data(app):
     assert "Tahap berikutnya: Tahap 2" in status
     assert "Mei 2026: disalurkan ke rekening KKS — Rp200.000" in status
     assert "Saldo saat ini: Rp400.000" in status
-    assert status.count("Penyaluran BPNT +Rp200.000") == 2
+    assert "• April 2026 — Penyaluran BPNT +Rp200.000" in status
+    assert "• Mei 2026 — Penyaluran BPNT +Rp200.000" in status
 
 
 async def test_status_in_english_after_choosing_language(app):
