@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -444,6 +444,28 @@ async def _replace_components(
         await session.execute(insert(PkhComponent.__table__), rows)
 
 
+async def _validate_then_write(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    validate: Callable[[AsyncSession], Awaitable[tuple[list[Any], list[RowError]]]],
+    write_batch: Callable[[AsyncSession, Any, ImportReport], Awaitable[None]],
+    read_errors: Sequence[RowError],
+    progress: Progress | None,
+) -> ImportReport:
+    """Validate every row, then write them in batches in one transaction, or write nothing."""
+    async with sessionmaker() as session, session.begin():
+        valid, errors = await validate(session)
+        report = ImportReport(errors=sorted([*read_errors, *errors], key=lambda e: e.line))
+        if not report.ok:
+            return report
+        done = 0
+        for batch in chunks(valid):
+            await write_batch(session, batch, report)
+            done += len(batch)
+            if progress:
+                progress(done, len(valid))
+    return report
+
+
 async def import_beneficiary_records(
     sessionmaker: async_sessionmaker[AsyncSession],
     records: Sequence[Record],
@@ -454,20 +476,13 @@ async def import_beneficiary_records(
     read_errors: Sequence[RowError] = (),
 ) -> ImportReport:
     """Validate and import beneficiary rows (all or nothing, one transaction)."""
-    async with sessionmaker() as session, session.begin():
-        valid, errors = await validate_beneficiaries(
-            session, records, hasher, today or date.today()
-        )
-        report = ImportReport(errors=sorted([*read_errors, *errors], key=lambda e: e.line))
-        if not report.ok:
-            return report
-        done = 0
-        for batch in chunks(valid):
-            await _write_beneficiary_batch(session, batch, report)
-            done += len(batch)
-            if progress:
-                progress(done, len(valid))
-    return report
+
+    async def validate(session: AsyncSession) -> tuple[list[Any], list[RowError]]:
+        return await validate_beneficiaries(session, records, hasher, today or date.today())
+
+    return await _validate_then_write(
+        sessionmaker, validate, _write_beneficiary_batch, read_errors, progress
+    )
 
 
 async def import_beneficiaries(
@@ -666,18 +681,13 @@ async def import_disbursement_records(
     read_errors: Sequence[RowError] = (),
 ) -> ImportReport:
     """Validate and import disbursement rows (all or nothing, one transaction)."""
-    async with sessionmaker() as session, session.begin():
-        valid, errors = await validate_disbursements(session, records, hasher)
-        report = ImportReport(errors=sorted([*read_errors, *errors], key=lambda e: e.line))
-        if not report.ok:
-            return report
-        done = 0
-        for batch in chunks(valid):
-            await _write_disbursement_batch(session, batch, report)
-            done += len(batch)
-            if progress:
-                progress(done, len(valid))
-    return report
+
+    async def validate(session: AsyncSession) -> tuple[list[Any], list[RowError]]:
+        return await validate_disbursements(session, records, hasher)
+
+    return await _validate_then_write(
+        sessionmaker, validate, _write_disbursement_batch, read_errors, progress
+    )
 
 
 async def import_disbursements(
