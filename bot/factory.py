@@ -26,6 +26,7 @@ from bot.middlewares.db import DbSessionMiddleware
 from bot.middlewares.dedup import UpdateDedupMiddleware
 from bot.middlewares.errors import ErrorReplyMiddleware
 from bot.middlewares.throttle import ThrottleMiddleware
+from bot.services import accounts
 from bot.services.identity import Hasher
 from bot.services.lockout import Lockout
 from bot.services.regions import RegionDirectory
@@ -73,8 +74,9 @@ async def create_context(settings: Settings) -> AppContext:
     engine = create_engine(settings.database_url)
     sessionmaker = create_sessionmaker(engine)
     store = create_store(settings)
-    async with sessionmaker() as session:
+    async with sessionmaker() as session, session.begin():
         regions = await RegionDirectory.load(session)
+        await accounts.ensure_national_admins(session, settings.admin_ids)
     if not regions.province_codes:
         log.warning("the regions table is empty: run `bansos-bot import regions`")
     return AppContext(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.services import audit
-from models import Account, Beneficiary
+from models import Account, AccountRole, Beneficiary
 
 SUPPORTED_LOCALES = ("id", "en")
 
@@ -16,7 +16,7 @@ async def get_or_create(
     """The account of `telegram_id`, created on first contact; remembers Telegram's language."""
     account = await session.get(Account, telegram_id)
     if account is None:
-        account = Account(telegram_id=telegram_id, language_code=language_code)
+        account = Account(telegram_id=telegram_id, language_code=language_code, roles=[])
         session.add(account)
         await session.flush()
     elif language_code and account.language_code != language_code:
@@ -70,3 +70,27 @@ async def erase(session: AsyncSession, account: Account) -> bool:
         await session.delete(account)
     await session.flush()
     return had_link
+
+
+async def ensure_national_admins(session: AsyncSession, telegram_ids: list[int]) -> int:
+    """Give each id in ADMIN_IDS the national admin role (scope None); returns how many were new."""
+    added = 0
+    for telegram_id in telegram_ids:
+        account = await get_or_create(session, telegram_id, None)
+        if any(role.role == "admin" and role.scope is None for role in account.roles):
+            continue
+        account.roles.append(AccountRole(telegram_id=telegram_id, role="admin", scope=None))
+        await audit.record(
+            session,
+            "admin.granted",
+            subject_type="account",
+            subject_id=telegram_id,
+            source="ADMIN_IDS",
+        )
+        added += 1
+    await session.flush()
+    return added
+
+
+def has_role(account: Account | None, role: str) -> bool:
+    return account is not None and any(r.role == role for r in account.roles)

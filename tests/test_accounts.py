@@ -1,0 +1,43 @@
+"""Accounts: national admins from ADMIN_IDS, locale choice, erasure keeps staff roles."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from bot.services import accounts
+from models import Account, AccountRole, AuditEvent
+
+
+async def test_admin_ids_become_national_admins_once(session) -> None:  # type: ignore[no-untyped-def]
+    assert await accounts.ensure_national_admins(session, [11, 12]) == 2
+    assert await accounts.ensure_national_admins(session, [11, 12]) == 0
+    await session.commit()
+    roles = (await session.scalars(select(AccountRole).order_by(AccountRole.telegram_id))).all()
+    assert [(r.telegram_id, r.role, r.scope) for r in roles] == [
+        (11, "admin", None),
+        (12, "admin", None),
+    ]
+    granted = await session.scalar(
+        select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "admin.granted")
+    )
+    assert granted == 2
+
+
+def test_locale_choice_then_telegram_language_then_default() -> None:
+    chosen = Account(telegram_id=1, locale="en")
+    assert accounts.locale_for(chosen, "id") == "en"
+    assert accounts.locale_for(Account(telegram_id=2), "en-GB") == "en"
+    assert accounts.locale_for(Account(telegram_id=3), "fr") == "id"
+    assert accounts.locale_for(None, None) == "id"
+
+
+async def test_erasing_a_staff_account_keeps_the_role_but_clears_personal_data(session) -> None:  # type: ignore[no-untyped-def]
+    await accounts.ensure_national_admins(session, [21])
+    account = await session.get(Account, 21)
+    account.locale = "en"
+    account.language_code = "en"
+    await accounts.erase(session, account)
+    await session.commit()
+    kept = await session.get(Account, 21)
+    assert kept is not None and kept.locale is None and kept.language_code is None
+    assert accounts.has_role(kept, "admin")
