@@ -5,6 +5,8 @@ from models.audit import AuditEvent
 from models.base import Base
 from models.beneficiary import Beneficiary, PkhComponent, PkhComponentRate
 from models.disbursement import Disbursement
+from models.ewarong import EWarong, Redemption, ShoppingCode
+from models.invite import Invite
 from models.ledger import BpntWallet, LedgerEntry
 from models.region import Region
 
@@ -16,8 +18,12 @@ __all__ = [
     "Beneficiary",
     "BpntWallet",
     "Disbursement",
+    "EWarong",
+    "Invite",
     "LedgerEntry",
     "PkhComponent",
     "PkhComponentRate",
+    "Redemption",
     "Region",
+    "ShoppingCode",
 ]

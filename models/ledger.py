@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, BigIntPK, utcnow
@@ -20,6 +20,10 @@ class BpntWallet(Base):
         ForeignKey("beneficiaries.id", ondelete="CASCADE"), primary_key=True
     )
     balance: Mapped[int] = mapped_column(BigInteger, default=0)
+    # "Kunci belanja": the family stopped all redemptions (a lost or held card).
+    locked: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # A disputed transaction froze the code flow until an admin looks.
+    frozen: Mapped[bool] = mapped_column(default=False, server_default=false())
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
@@ -31,10 +35,13 @@ class LedgerEntry(Base):
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     beneficiary_id: Mapped[int] = mapped_column(ForeignKey("beneficiaries.id", ondelete="CASCADE"))
-    kind: Mapped[str] = mapped_column(String(16))  # credit | credit_reversal | ...
+    kind: Mapped[str] = mapped_column(String(24))  # credit | credit_reversal | redemption | ...
     amount: Mapped[int] = mapped_column(BigInteger)  # signed: + credit, - debit
     balance_after: Mapped[int] = mapped_column(BigInteger)
     idempotency_key: Mapped[str] = mapped_column(String(80), unique=True)
     disbursement_id: Mapped[int | None] = mapped_column(ForeignKey("disbursements.id"), index=True)
     reference: Mapped[str | None] = mapped_column(String(80))  # e.g. the period "2025-05"
+    redemption_id: Mapped[int | None] = mapped_column(
+        ForeignKey("redemptions.id"), index=True
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

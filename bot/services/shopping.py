@@ -1,0 +1,680 @@
+"""BPNT shopping at e-Warongs: one-time codes, redemptions, disputes, family locks, reports.
+
+The money rule: a redemption debits the family's wallet in ONE statement that
+cannot overdraw (`UPDATE ... SET balance = balance - :x WHERE ... AND balance >= :x`),
+and the redemption row (which claims its idempotency key), the ledger row and the
+audit row are written in the same transaction. A double press, a retried update or
+a second agent with the same code therefore finds the key or the used code and gets
+"already confirmed", never a second debit.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.services import audit
+from bot.services.identity import Hasher, mask_name
+from bot.services.regions import dialect_insert, timezone_for
+from models import (
+    Account,
+    Beneficiary,
+    BpntWallet,
+    EWarong,
+    LedgerEntry,
+    Redemption,
+    ShoppingCode,
+)
+
+CODE_TTL = timedelta(minutes=10)
+CODE_DIGITS = 6
+REDEMPTION = "redemption"
+REDEMPTION_REVERSAL = "redemption_reversal"
+
+# The foods BPNT may buy (Permensos 5/2021). No bundles ("paket"), no cash-out.
+FOOD_ITEMS = (
+    "beras", "telur", "daging_ayam", "daging_sapi", "ikan",
+    "tahu", "tempe", "kacang", "sayur", "buah",
+)  # fmt: skip
+MAX_QUANTITY = 1000
+MAX_AMOUNT = 10_000_000
+
+
+# ---------------------------------------------------------------------------
+# Wallet flags
+
+
+async def _wallet(session: AsyncSession, beneficiary_id: int) -> BpntWallet:
+    """The family's wallet row, created empty when the family was never credited."""
+    await session.execute(
+        dialect_insert(session)(BpntWallet.__table__)
+        .values(beneficiary_id=beneficiary_id, balance=0, locked=False, frozen=False)
+        .on_conflict_do_nothing(index_elements=["beneficiary_id"])
+    )
+    wallet = await session.get(BpntWallet, beneficiary_id, populate_existing=True)
+    assert wallet is not None
+    return wallet
+
+
+async def set_family_lock(
+    session: AsyncSession, beneficiary_id: int, locked: bool, *, actor: int
+) -> bool:
+    """ "Kunci belanja": stop (or allow again) every redemption for the family."""
+    wallet = await _wallet(session, beneficiary_id)
+    changed = wallet.locked != locked
+    wallet.locked = locked
+    if changed:
+        await audit.record(
+            session,
+            "wallet.locked" if locked else "wallet.unlocked",
+            actor=actor,
+            subject_type="beneficiary",
+            subject_id=beneficiary_id,
+        )
+    await session.flush()
+    return changed
+
+
+async def wallet_state(session: AsyncSession, beneficiary_id: int) -> tuple[int, bool, bool]:
+    """(balance, locked, frozen) of the family; an uncredited family has (0, False, False)."""
+    wallet = await session.get(BpntWallet, beneficiary_id, populate_existing=True)
+    return (wallet.balance, wallet.locked, wallet.frozen) if wallet else (0, False, False)
+
+
+# ---------------------------------------------------------------------------
+# One-time shopping codes
+
+
+class CodeResult(StrEnum):
+    ISSUED = "issued"
+    NOT_BPNT = "not_bpnt"
+    NOT_PROCESSABLE = "not_processable"  # locked by the family or frozen by a dispute
+
+
+@dataclass(frozen=True)
+class IssuedCode:
+    result: CodeResult
+    code: str | None = None
+    expires_at: datetime | None = None
+
+
+def _code_hash(hasher: Hasher, code: str) -> str:
+    return hasher.digest("shopping-code", code)
+
+
+def _active_code_filter(now: datetime) -> Any:
+    return and_(
+        ShoppingCode.used_at.is_(None),
+        ShoppingCode.voided_at.is_(None),
+        ShoppingCode.expires_at > now,
+    )
+
+
+async def issue_code(
+    session: AsyncSession, beneficiary: Beneficiary, hasher: Hasher, now: datetime
+) -> IssuedCode:
+    """A new 6-digit code for the family, valid 10 minutes; it voids any older one."""
+    if not beneficiary.is_bpnt:
+        return IssuedCode(CodeResult.NOT_BPNT)
+    _, locked, frozen = await wallet_state(session, beneficiary.id)
+    if locked or frozen:
+        return IssuedCode(CodeResult.NOT_PROCESSABLE)
+    await session.execute(
+        update(ShoppingCode)
+        .where(ShoppingCode.beneficiary_id == beneficiary.id, _active_code_filter(now))
+        .values(voided_at=now)
+    )
+    while True:  # no two families may hold the same active code
+        code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
+        taken = await session.scalar(
+            select(ShoppingCode.id).where(
+                ShoppingCode.code_hash == _code_hash(hasher, code), _active_code_filter(now)
+            )
+        )
+        if taken is None:
+            break
+    expires = now + CODE_TTL
+    session.add(
+        ShoppingCode(
+            beneficiary_id=beneficiary.id,
+            code_hash=_code_hash(hasher, code),
+            created_at=now,
+            expires_at=expires,
+        )
+    )
+    await session.flush()
+    return IssuedCode(CodeResult.ISSUED, code, expires)
+
+
+# ---------------------------------------------------------------------------
+# Finding the family at the counter
+
+
+class LookupResult(StrEnum):
+    FOUND = "found"
+    INVALID = "invalid"  # wrong, expired, used or voided code; unknown KKS number
+    NOT_PROCESSABLE = "not_processable"
+
+
+@dataclass(frozen=True)
+class FamilyAtCounter:
+    """All an agent may see of a family: a masked name and the balance."""
+
+    result: LookupResult
+    beneficiary_id: int | None = None
+    masked_name: str = ""
+    balance: int = 0
+    shopping_code_id: int | None = None
+    agent_attested: bool = False
+
+
+async def _at_counter(
+    session: AsyncSession, beneficiary: Beneficiary | None, code_id: int | None, attested: bool
+) -> FamilyAtCounter:
+    if beneficiary is None or not beneficiary.is_bpnt:
+        return FamilyAtCounter(LookupResult.INVALID)
+    balance, locked, frozen = await wallet_state(session, beneficiary.id)
+    if locked or frozen:
+        return FamilyAtCounter(LookupResult.NOT_PROCESSABLE)
+    return FamilyAtCounter(
+        LookupResult.FOUND,
+        beneficiary_id=beneficiary.id,
+        masked_name=mask_name(beneficiary.name),
+        balance=balance,
+        shopping_code_id=code_id,
+        agent_attested=attested,
+    )
+
+
+async def find_by_code(
+    session: AsyncSession, code: str, hasher: Hasher, now: datetime
+) -> FamilyAtCounter:
+    """The family holding this active code."""
+    if len(code) != CODE_DIGITS or not code.isdigit():
+        return FamilyAtCounter(LookupResult.INVALID)
+    row = (
+        await session.execute(
+            select(ShoppingCode.id, Beneficiary)
+            .join(Beneficiary, Beneficiary.id == ShoppingCode.beneficiary_id)
+            .where(ShoppingCode.code_hash == _code_hash(hasher, code), _active_code_filter(now))
+        )
+    ).first()
+    if row is None:
+        return FamilyAtCounter(LookupResult.INVALID)
+    return await _at_counter(session, row[1], row[0], attested=False)
+
+
+async def find_by_kks(session: AsyncSession, kks_number: str, hasher: Hasher) -> FamilyAtCounter:
+    """A family without Telegram, by its 16-digit KKS card number (agent-attested)."""
+    if len(kks_number) != 16 or not kks_number.isdigit():
+        return FamilyAtCounter(LookupResult.INVALID)
+    beneficiary = await session.scalar(
+        select(Beneficiary).where(Beneficiary.kks_hash == hasher.kks(kks_number)).limit(1)
+    )
+    return await _at_counter(session, beneficiary, None, attested=True)
+
+
+# ---------------------------------------------------------------------------
+# Baskets
+
+
+@dataclass(frozen=True)
+class BasketLine:
+    item: str  # one of FOOD_ITEMS, or "total" when the agent typed only the total
+    quantity: int
+    unit_price: int
+
+    @property
+    def subtotal(self) -> int:
+        return self.quantity * self.unit_price
+
+
+def parse_amount(text: str) -> int | None:
+    """Rupiah typed by an agent: `15000`, `15.000`, `Rp15.000`; None unless 1..MAX_AMOUNT."""
+    cleaned = text.strip().lower().removeprefix("rp").strip().replace(".", "").replace(" ", "")
+    if not cleaned.isdigit() or len(cleaned) > 9:
+        return None
+    value = int(cleaned)
+    return value if 0 < value <= MAX_AMOUNT else None
+
+
+def parse_line(item: str, text: str) -> BasketLine | None:
+    """`2 x 15000` (quantity × unit price) or `30000` (one unit); None when not sensible."""
+    text = text.strip()
+    if len(text) > 40:
+        return None
+    for separator in ("x", "×", "*"):
+        if separator in text.lower():
+            quantity_text, _, price_text = text.lower().partition(separator)
+            if not quantity_text.strip().isdigit():
+                return None
+            quantity = int(quantity_text.strip())
+            price = parse_amount(price_text)
+            if price is None or not 0 < quantity <= MAX_QUANTITY:
+                return None
+            line = BasketLine(item, quantity, price)
+            return line if line.subtotal <= MAX_AMOUNT else None
+    price = parse_amount(text)
+    return BasketLine(item, 1, price) if price is not None else None
+
+
+def basket_total(lines: Sequence[BasketLine]) -> int:
+    return sum(line.subtotal for line in lines)
+
+
+# ---------------------------------------------------------------------------
+# Confirming
+
+
+class ConfirmResult(StrEnum):
+    CONFIRMED = "confirmed"
+    ALREADY_CONFIRMED = "already_confirmed"
+    INSUFFICIENT = "insufficient"
+    NOT_PROCESSABLE = "not_processable"
+    CODE_INVALID = "code_invalid"  # expired or voided before confirmation
+    EMPTY = "empty"
+
+
+@dataclass(frozen=True)
+class RedemptionDraft:
+    """What the agent confirms; `key` is the idempotency key, fixed when the summary is shown."""
+
+    key: str
+    ewarong_code: str
+    agent_telegram_id: int
+    beneficiary_id: int
+    lines: tuple[BasketLine, ...]
+    shopping_code_id: int | None = None
+    agent_attested: bool = False
+
+    @property
+    def total(self) -> int:
+        return basket_total(self.lines)
+
+
+@dataclass(frozen=True)
+class ConfirmOutcome:
+    result: ConfirmResult
+    redemption: Redemption | None = None
+
+
+def new_idempotency_key() -> str:
+    return secrets.token_urlsafe(12)
+
+
+async def _existing(session: AsyncSession, key: str) -> Redemption | None:
+    return await session.scalar(select(Redemption).where(Redemption.idempotency_key == key))
+
+
+async def _consume_code(session: AsyncSession, code_id: int, now: datetime) -> bool:
+    result = await session.execute(
+        update(ShoppingCode)
+        .where(ShoppingCode.id == code_id, _active_code_filter(now))
+        .values(used_at=now)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+async def _debit(session: AsyncSession, beneficiary_id: int, amount: int) -> int | None:
+    """Take `amount` from the wallet in one statement that cannot overdraw; the new balance."""
+    return await session.scalar(
+        update(BpntWallet)
+        .where(
+            BpntWallet.beneficiary_id == beneficiary_id,
+            BpntWallet.balance >= amount,
+            BpntWallet.locked.is_(False),
+            BpntWallet.frozen.is_(False),
+        )
+        .values(balance=BpntWallet.balance - amount)
+        .returning(BpntWallet.balance)
+    )
+
+
+async def _why_refused(
+    session: AsyncSession, draft: RedemptionDraft, now: datetime
+) -> ConfirmOutcome:
+    """After a refused step: someone else's confirmation, a lock, or not enough money."""
+    if (done := await _existing(session, draft.key)) is not None:
+        return ConfirmOutcome(ConfirmResult.ALREADY_CONFIRMED, done)
+    if draft.shopping_code_id is not None:
+        used_by = await session.scalar(
+            select(Redemption).where(Redemption.shopping_code_id == draft.shopping_code_id)
+        )
+        if used_by is not None:
+            return ConfirmOutcome(ConfirmResult.ALREADY_CONFIRMED, used_by)
+        code = await session.get(ShoppingCode, draft.shopping_code_id)
+        if code is None or code.voided_at or code.expires_at <= now:
+            return ConfirmOutcome(ConfirmResult.CODE_INVALID)
+    _, locked, frozen = await wallet_state(session, draft.beneficiary_id)
+    if locked or frozen:
+        return ConfirmOutcome(ConfirmResult.NOT_PROCESSABLE)
+    return ConfirmOutcome(ConfirmResult.INSUFFICIENT)
+
+
+async def confirm(session: AsyncSession, draft: RedemptionDraft, now: datetime) -> ConfirmOutcome:
+    """Debit the family and record the redemption, exactly once per idempotency key."""
+    if draft.total <= 0:
+        return ConfirmOutcome(ConfirmResult.EMPTY)
+    if (done := await _existing(session, draft.key)) is not None:
+        return ConfirmOutcome(ConfirmResult.ALREADY_CONFIRMED, done)
+    redemption = Redemption(
+        idempotency_key=draft.key,
+        ewarong_code=draft.ewarong_code,
+        agent_telegram_id=draft.agent_telegram_id,
+        beneficiary_id=draft.beneficiary_id,
+        shopping_code_id=draft.shopping_code_id,
+        agent_attested=draft.agent_attested,
+        items=[
+            {"item": line.item, "quantity": line.quantity, "unit_price": line.unit_price}
+            for line in draft.lines
+        ],
+        total=draft.total,
+        balance_after=0,
+        created_at=now,
+    )
+    savepoint = await session.begin_nested()
+    try:
+        session.add(redemption)
+        await session.flush()  # claims the idempotency key (unique)
+        code_ok = draft.shopping_code_id is None or await _consume_code(
+            session, draft.shopping_code_id, now
+        )
+        balance = await _debit(session, draft.beneficiary_id, draft.total) if code_ok else None
+        if balance is None:
+            await savepoint.rollback()
+            return await _why_refused(session, draft, now)
+        redemption.balance_after = balance
+        session.add(
+            LedgerEntry(
+                beneficiary_id=draft.beneficiary_id,
+                kind=REDEMPTION,
+                amount=-draft.total,
+                balance_after=balance,
+                idempotency_key=f"redemption:{draft.key}",
+                redemption_id=redemption.id,
+                reference=draft.ewarong_code,
+                created_at=now,
+            )
+        )
+        await session.flush()
+        await savepoint.commit()
+    except IntegrityError:
+        await savepoint.rollback()  # a concurrent confirmation took the key first
+        return await _why_refused(session, draft, now)
+    await audit.record(
+        session,
+        "redemption.confirmed",
+        actor=draft.agent_telegram_id,
+        subject_type="redemption",
+        subject_id=redemption.id,
+        ewarong=draft.ewarong_code,
+        total=draft.total,
+        attested=draft.agent_attested,
+    )
+    return ConfirmOutcome(ConfirmResult.CONFIRMED, redemption)
+
+
+# ---------------------------------------------------------------------------
+# After the fact: receipts, disputes, reversals
+
+
+@dataclass(frozen=True)
+class Receipt:
+    redemption: Redemption
+    ewarong: EWarong
+    family_account: int | None  # Telegram id of the family's linked account
+    family_locale: str | None
+    region_code: str  # for the regional time zone
+
+
+async def receipt(session: AsyncSession, redemption: Redemption) -> Receipt:
+    ewarong = await session.get(EWarong, redemption.ewarong_code)
+    assert ewarong is not None
+    account = await session.scalar(
+        select(Account).where(Account.beneficiary_id == redemption.beneficiary_id)
+    )
+    return Receipt(
+        redemption=redemption,
+        ewarong=ewarong,
+        family_account=account.telegram_id if account else None,
+        family_locale=account.locale or account.language_code if account else None,
+        region_code=ewarong.village_code,
+    )
+
+
+class DisputeResult(StrEnum):
+    OPENED = "opened"
+    ALREADY = "already"
+    NOT_YOURS = "not_yours"
+
+
+async def dispute(
+    session: AsyncSession, redemption_id: int, beneficiary_id: int, actor: int, now: datetime
+) -> DisputeResult:
+    """ "Bukan saya": flag the transaction for admins and freeze the family's code flow."""
+    redemption = await session.get(Redemption, redemption_id)
+    if redemption is None or redemption.beneficiary_id != beneficiary_id:
+        return DisputeResult.NOT_YOURS
+    if redemption.disputed_at is not None:
+        return DisputeResult.ALREADY
+    redemption.disputed_at = now
+    wallet = await _wallet(session, beneficiary_id)
+    wallet.frozen = True
+    await session.execute(
+        update(ShoppingCode)
+        .where(ShoppingCode.beneficiary_id == beneficiary_id, _active_code_filter(now))
+        .values(voided_at=now)
+    )
+    await audit.record(
+        session, "redemption.disputed", actor=actor, subject_type="redemption",
+        subject_id=redemption_id,
+    )  # fmt: skip
+    await session.flush()
+    return DisputeResult.OPENED
+
+
+async def open_disputes(session: AsyncSession, limit: int = 20) -> list[Redemption]:
+    return list(
+        await session.scalars(
+            select(Redemption)
+            .where(Redemption.disputed_at.is_not(None), Redemption.dispute_resolved_at.is_(None))
+            .order_by(Redemption.disputed_at)
+            .limit(limit)
+        )
+    )
+
+
+async def _unfreeze_if_clear(session: AsyncSession, beneficiary_id: int) -> None:
+    still_open = await session.scalar(
+        select(func.count())
+        .select_from(Redemption)
+        .where(
+            Redemption.beneficiary_id == beneficiary_id,
+            Redemption.disputed_at.is_not(None),
+            Redemption.dispute_resolved_at.is_(None),
+        )
+    )
+    if not still_open:
+        wallet = await _wallet(session, beneficiary_id)
+        wallet.frozen = False
+
+
+class ReversalResult(StrEnum):
+    REVERSED = "reversed"
+    ALREADY = "already"
+    NOT_FOUND = "not_found"
+    NO_REASON = "no_reason"
+
+
+async def reverse(
+    session: AsyncSession, redemption_id: int, *, admin: int, reason: str, now: datetime
+) -> ReversalResult:
+    """Give the money back as a new ledger entry (never an edit); closes any dispute."""
+    reason = " ".join(reason.split())[:500]
+    if not reason:
+        return ReversalResult.NO_REASON
+    claimed = await session.execute(
+        update(Redemption)
+        .where(Redemption.id == redemption_id, Redemption.reversed_at.is_(None))
+        .values(reversed_at=now, reversal_reason=reason, reversed_by=admin)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        exists = await session.get(Redemption, redemption_id)
+        return ReversalResult.ALREADY if exists else ReversalResult.NOT_FOUND
+    redemption = await session.get(Redemption, redemption_id, populate_existing=True)
+    assert redemption is not None
+    await _wallet(session, redemption.beneficiary_id)
+    balance = await session.scalar(
+        update(BpntWallet)
+        .where(BpntWallet.beneficiary_id == redemption.beneficiary_id)
+        .values(balance=BpntWallet.balance + redemption.total)
+        .returning(BpntWallet.balance)
+    )
+    session.add(
+        LedgerEntry(
+            beneficiary_id=redemption.beneficiary_id,
+            kind=REDEMPTION_REVERSAL,
+            amount=redemption.total,
+            balance_after=balance,
+            idempotency_key=f"redemption-reversal:{redemption.id}",
+            redemption_id=redemption.id,
+            reference=redemption.ewarong_code,
+            created_at=now,
+        )
+    )
+    if redemption.disputed_at is not None and redemption.dispute_resolved_at is None:
+        redemption.dispute_resolved_at = now
+    await session.flush()
+    await _unfreeze_if_clear(session, redemption.beneficiary_id)
+    await audit.record(
+        session, "redemption.reversed", actor=admin, subject_type="redemption",
+        subject_id=redemption.id, total=redemption.total, reason=reason,
+    )  # fmt: skip
+    await session.flush()
+    return ReversalResult.REVERSED
+
+
+async def dismiss_dispute(
+    session: AsyncSession, redemption_id: int, *, admin: int, now: datetime
+) -> bool:
+    """The admin found the transaction genuine: close the dispute and unfreeze the family."""
+    redemption = await session.get(Redemption, redemption_id)
+    if redemption is None or redemption.disputed_at is None or redemption.dispute_resolved_at:
+        return False
+    redemption.dispute_resolved_at = now
+    await session.flush()
+    await _unfreeze_if_clear(session, redemption.beneficiary_id)
+    await audit.record(
+        session, "redemption.dispute_dismissed", actor=admin, subject_type="redemption",
+        subject_id=redemption_id,
+    )  # fmt: skip
+    await session.flush()
+    return True
+
+
+# ---------------------------------------------------------------------------
+# Reports
+
+
+@dataclass(frozen=True)
+class DayReport:
+    ewarong: EWarong
+    day: date
+    redemptions: list[Redemption] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        """Money taken that day, net of reversals."""
+        return sum(r.total for r in self.redemptions if r.reversed_at is None)
+
+
+def _day_bounds(day: date, region_code: str) -> tuple[datetime, datetime]:
+    zone = timezone_for(region_code)
+    start = datetime.combine(day, time.min, tzinfo=zone)
+    return start, start + timedelta(days=1)
+
+
+async def day_report(session: AsyncSession, ewarong: EWarong, day: date) -> DayReport:
+    """The e-Warong's redemptions on `day` in its own regional time zone."""
+    start, end = _day_bounds(day, ewarong.village_code)
+    rows = await session.scalars(
+        select(Redemption)
+        .where(
+            Redemption.ewarong_code == ewarong.code,
+            Redemption.created_at >= start,
+            Redemption.created_at < end,
+        )
+        .order_by(Redemption.id)
+    )
+    return DayReport(ewarong, day, list(rows))
+
+
+def local_day(now: datetime, region_code: str) -> date:
+    return now.astimezone(timezone_for(region_code)).date()
+
+
+CSV_COLUMNS = (
+    "redemption_id", "time_local", "ewarong_code", "ewarong_name", "family",
+    "agent_attested", "items", "total", "balance_after", "status", "ledger_entry_id",
+)  # fmt: skip
+
+
+def csv_cell(value: object) -> str:
+    """Text for a CSV cell that a spreadsheet shows literally (no formula injection)."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+async def export_csv(session: AsyncSession, report: DayReport) -> bytes:
+    """The day's redemptions as CSV; its totals reconcile to the ledger's debit entries."""
+    ids = [r.id for r in report.redemptions]
+    entries = {
+        entry.redemption_id: entry
+        for entry in await session.scalars(
+            select(LedgerEntry).where(
+                LedgerEntry.redemption_id.in_(ids), LedgerEntry.kind == REDEMPTION
+            )
+        )
+    }
+    names = dict(
+        (
+            await session.execute(
+                select(Beneficiary.id, Beneficiary.name).where(
+                    Beneficiary.id.in_({r.beneficiary_id for r in report.redemptions})
+                )
+            )
+        ).all()
+    )
+    zone = timezone_for(report.ewarong.village_code)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for r in report.redemptions:
+        items = ";".join(f"{i['item']}:{i['quantity']}x{i['unit_price']}" for i in r.items)
+        writer.writerow(
+            csv_cell(value)
+            for value in (
+                r.id,
+                r.created_at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S"),
+                report.ewarong.code,
+                report.ewarong.name,
+                mask_name(names.get(r.beneficiary_id, "")),
+                "yes" if r.agent_attested else "no",
+                items,
+                r.total,
+                r.balance_after,
+                "reversed" if r.reversed_at else ("disputed" if r.disputed_at else "confirmed"),
+                entries[r.id].id if r.id in entries else "",
+            )
+        )
+    return buffer.getvalue().encode("utf-8")

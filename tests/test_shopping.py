@@ -1,0 +1,159 @@
+"""Shopping codes, redemptions, disputes and reversals at the service level."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.services import shopping
+from bot.services.identity import Hasher
+from bot.services.shopping import BasketLine, ConfirmResult, LookupResult, RedemptionDraft
+from models import Beneficiary, BpntWallet, LedgerEntry, Redemption
+from tests.conftest import TEST_SECRET
+from tests.shopping_support import WARUNG, shopping_world
+
+NOW = datetime(2026, 5, 20, 3, 0, tzinfo=UTC)
+HASHER = Hasher(TEST_SECRET.encode())
+
+
+@pytest.fixture
+async def world(sessionmaker, tmp_path):  # type: ignore[no-untyped-def]
+    return await shopping_world(sessionmaker, HASHER, tmp_path)
+
+
+def draft(
+    family: int, total: int, *, key: str = "k1", code_id: int | None = None
+) -> RedemptionDraft:
+    return RedemptionDraft(
+        key=key, ewarong_code=WARUNG["code"], agent_telegram_id=9001, beneficiary_id=family,
+        lines=(BasketLine("beras", 1, total),), shopping_code_id=code_id,
+    )  # fmt: skip
+
+
+async def test_code_finds_the_family_once_and_a_new_code_voids_the_old(session, world):
+    siti = await session.get(Beneficiary, world["siti"])
+    first = await shopping.issue_code(session, siti, HASHER, NOW)
+    second = await shopping.issue_code(session, siti, HASHER, NOW)
+    assert first.code != second.code or first.code is not None
+    assert (await shopping.find_by_code(session, first.code, HASHER, NOW)).result in (
+        LookupResult.INVALID,
+        LookupResult.FOUND,  # the same 6 digits drawn twice: the new code
+    )
+    found = await shopping.find_by_code(session, second.code, HASHER, NOW)
+    assert found.result is LookupResult.FOUND
+    assert found.masked_name == "Siti A***" and found.balance == 400_000
+    later = NOW + shopping.CODE_TTL + timedelta(seconds=1)
+    assert (await shopping.find_by_code(session, second.code, HASHER, later)).result is (
+        LookupResult.INVALID
+    )
+
+
+async def test_confirm_debits_once_per_key_and_consumes_the_code(session, world):
+    siti = await session.get(Beneficiary, world["siti"])
+    issued = await shopping.issue_code(session, siti, HASHER, NOW)
+    found = await shopping.find_by_code(session, issued.code, HASHER, NOW)
+    outcome = await shopping.confirm(
+        session, draft(siti.id, 150_000, code_id=found.shopping_code_id), NOW
+    )
+    assert outcome.result is ConfirmResult.CONFIRMED
+    assert outcome.redemption.balance_after == 250_000
+    again = await shopping.confirm(
+        session, draft(siti.id, 150_000, code_id=found.shopping_code_id), NOW
+    )
+    assert again.result is ConfirmResult.ALREADY_CONFIRMED
+    other_agent = await shopping.confirm(
+        session, draft(siti.id, 150_000, key="k2", code_id=found.shopping_code_id), NOW
+    )
+    assert other_agent.result is ConfirmResult.ALREADY_CONFIRMED
+    assert (await shopping.wallet_state(session, siti.id))[0] == 250_000
+    assert (await shopping.find_by_code(session, issued.code, HASHER, NOW)).result is (
+        LookupResult.INVALID
+    )
+
+
+async def test_confirm_cannot_overdraw(session, world):
+    outcome = await shopping.confirm(session, draft(world["siti"], 400_001), NOW)
+    assert outcome.result is ConfirmResult.INSUFFICIENT
+    assert (await shopping.wallet_state(session, world["siti"]))[0] == 400_000
+    assert await session.scalar(select(func.count()).select_from(Redemption)) == 0
+
+
+async def test_locked_family_gets_nothing_through(session, world):
+    siti = await session.get(Beneficiary, world["siti"])
+    await shopping.set_family_lock(session, siti.id, True, actor=1)
+    assert (await shopping.issue_code(session, siti, HASHER, NOW)).result is (
+        shopping.CodeResult.NOT_PROCESSABLE
+    )
+    assert (await shopping.find_by_kks(session, "5264221234567890", HASHER)).result is (
+        LookupResult.NOT_PROCESSABLE
+    )
+    assert (await shopping.confirm(session, draft(siti.id, 1000), NOW)).result is (
+        ConfirmResult.NOT_PROCESSABLE
+    )
+    await shopping.set_family_lock(session, siti.id, False, actor=1)
+    assert (await shopping.confirm(session, draft(siti.id, 1000), NOW)).result is (
+        ConfirmResult.CONFIRMED
+    )
+
+
+async def test_dispute_freezes_then_reversal_refunds_as_a_new_entry(session, world):
+    siti = world["siti"]
+    redemption = (await shopping.confirm(session, draft(siti, 100_000), NOW)).redemption
+    assert await shopping.dispute(session, redemption.id, world["budi"], 5, NOW) is (
+        shopping.DisputeResult.NOT_YOURS
+    )
+    assert await shopping.dispute(session, redemption.id, siti, 5, NOW) is (
+        shopping.DisputeResult.OPENED
+    )
+    assert (await shopping.wallet_state(session, siti))[2] is True
+    assert (await shopping.confirm(session, draft(siti, 1000, key="k9"), NOW)).result is (
+        ConfirmResult.NOT_PROCESSABLE
+    )
+    assert await shopping.reverse(session, redemption.id, admin=77, reason=" ", now=NOW) is (
+        shopping.ReversalResult.NO_REASON
+    )
+    result = await shopping.reverse(
+        session, redemption.id, admin=77, reason="kartu hilang", now=NOW
+    )
+    assert result is shopping.ReversalResult.REVERSED
+    assert await shopping.reverse(session, redemption.id, admin=77, reason="x", now=NOW) is (
+        shopping.ReversalResult.ALREADY
+    )
+    balance, _, frozen = await shopping.wallet_state(session, siti)
+    assert balance == 400_000 and frozen is False
+    kinds = [e.kind for e in await session.scalars(select(LedgerEntry).order_by(LedgerEntry.id))]
+    assert kinds[-2:] == ["redemption", "redemption_reversal"]
+
+
+@pytest.mark.parametrize(
+    ("typed", "line"),
+    [
+        ("15000", BasketLine("telur", 1, 15_000)),
+        ("Rp15.000", BasketLine("telur", 1, 15_000)),
+        ("2 x 15000", BasketLine("telur", 2, 15_000)),
+        ("3×12.500", BasketLine("telur", 3, 12_500)),
+        ("0", None),
+        ("-5000", None),
+        ("lima ribu", None),
+        ("2 x 0", None),
+        ("0 x 1000", None),
+        ("99999999999", None),
+        ("", None),
+    ],
+)
+def test_agents_type_amounts_the_way_they_say_them(typed, line):
+    assert shopping.parse_line("telur", typed) == line
+
+
+def test_csv_cells_never_start_a_formula():
+    assert shopping.csv_cell("=HYPERLINK(1)") == "'=HYPERLINK(1)"
+    assert shopping.csv_cell("+62") == "'+62"
+    assert shopping.csv_cell("@x") == "'@x"
+    assert shopping.csv_cell("Warung") == "Warung"
+
+
+async def test_wallet_never_negative_in_the_database(session, world):
+    wallet = await session.get(BpntWallet, world["siti"])
+    assert wallet.balance == 400_000
