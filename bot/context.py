@@ -28,6 +28,7 @@ class AppContext:
     store: KeyValueStore
     hasher: Hasher
     link_lockout: Lockout
+    code_lockout: Lockout
     province_codes: frozenset[str]
     clock: Callable[[], datetime] = field(default=utc_now)
 

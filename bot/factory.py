@@ -88,6 +88,9 @@ async def create_context(settings: Settings) -> AppContext:
         link_lockout=Lockout(
             store, "link", settings.link_max_failures, settings.link_lockout_seconds
         ),
+        code_lockout=Lockout(
+            store, "code", settings.code_max_failures, settings.code_lockout_seconds
+        ),
         province_codes=regions.province_codes,
     )
 

@@ -12,6 +12,7 @@ from aiogram.types import (
 from aiogram.utils.i18n import gettext as _
 
 from bot import texts
+from bot.filters import role_scope
 from models import Account
 
 
@@ -22,6 +23,29 @@ class LanguageCB(CallbackData, prefix="lang"):
 class EraseCB(CallbackData, prefix="erase"):
     action: str  # "yes" | "no"
     token: str  # must equal the token kept in the FSM for this confirmation
+
+
+class BasketCB(CallbackData, prefix="bsk"):
+    action: str  # "item" | "total" | "done" | "cancel"
+    item: str = ""
+
+
+class ConfirmCB(CallbackData, prefix="rdm"):
+    action: str  # "yes" | "no"
+    key: str  # the draft's idempotency key
+
+
+class DisputeCB(CallbackData, prefix="dsp"):
+    redemption: int
+
+
+class LockCB(CallbackData, prefix="lock"):
+    locked: bool
+
+
+class AdminDisputeCB(CallbackData, prefix="adsp"):
+    action: str  # "reverse" | "dismiss"
+    redemption: int
 
 
 def _reply(rows: list[list[str]], placeholder: str | None = None) -> ReplyKeyboardMarkup:
@@ -35,13 +59,111 @@ def _reply(rows: list[list[str]], placeholder: str | None = None) -> ReplyKeyboa
 def main_menu(account: Account | None) -> ReplyKeyboardMarkup:
     """The reply keyboard that fits the user's roles and link state."""
     rows: list[list[str]] = []
+    if role_scope(account, "agent") is not None:
+        rows.append([str(texts.BTN_NEW_REDEMPTION)])
+        rows.append([str(texts.BTN_TODAY), str(texts.BTN_EXPORT)])
+    if role_scope(account, "admin") is not None:
+        rows.append([str(texts.BTN_DISPUTES)])
     if account is not None and account.beneficiary_id is not None:
-        rows.append([str(texts.BTN_STATUS)])
+        rows.append([str(texts.BTN_STATUS), str(texts.BTN_SHOPPING_CODE)])
+        rows.append([str(texts.BTN_NEARBY), str(texts.BTN_SHOPPING_LOCK)])
         rows.append([str(texts.BTN_ERASE)])
     else:
         rows.append([str(texts.BTN_LINK)])
+        rows.append([str(texts.BTN_NEARBY)])
     rows.append([str(texts.BTN_HELP), str(texts.BTN_LANGUAGE)])
     return _reply(rows)
+
+
+def share_location() -> ReplyKeyboardMarkup:
+    return ReplyKeyboardMarkup(
+        keyboard=[
+            [KeyboardButton(text=str(texts.BTN_SHARE_LOCATION), request_location=True)],
+            [KeyboardButton(text=str(texts.BTN_CANCEL))],
+        ],
+        resize_keyboard=True,
+        one_time_keyboard=True,
+    )
+
+
+def basket(items: tuple[str, ...]) -> InlineKeyboardMarkup:
+    """The food list (two per row), then "total only", "done" and "cancel". No bundles."""
+    buttons = [
+        InlineKeyboardButton(
+            text=str(texts.FOOD_NAMES[item]),
+            callback_data=BasketCB(action="item", item=item).pack(),
+        )
+        for item in items
+    ]
+    rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
+    rows.append(
+        [
+            InlineKeyboardButton(
+                text=_("Enter the total only"), callback_data=BasketCB(action="total").pack()
+            )
+        ]
+    )
+    rows.append(
+        [
+            InlineKeyboardButton(text=_("Done"), callback_data=BasketCB(action="done").pack()),
+            InlineKeyboardButton(text=_("Cancel"), callback_data=BasketCB(action="cancel").pack()),
+        ]
+    )
+    return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def confirm_redemption(key: str) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=_("Confirm"), callback_data=ConfirmCB(action="yes", key=key).pack()
+                ),
+                InlineKeyboardButton(
+                    text=_("Cancel"), callback_data=ConfirmCB(action="no", key=key).pack()
+                ),
+            ]
+        ]
+    )
+
+
+def dispute_button(redemption_id: int) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=_("Not me / report"),
+                    callback_data=DisputeCB(redemption=redemption_id).pack(),
+                )
+            ]
+        ]
+    )
+
+
+def lock_choice(locked: bool) -> InlineKeyboardMarkup:
+    label = _("Unlock shopping") if locked else _("Lock now")
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [InlineKeyboardButton(text=label, callback_data=LockCB(locked=not locked).pack())]
+        ]
+    )
+
+
+def admin_dispute(redemption_id: int) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=_("Reverse #{id}").format(id=redemption_id),
+                    callback_data=AdminDisputeCB(action="reverse", redemption=redemption_id).pack(),
+                ),
+                InlineKeyboardButton(
+                    text=_("Genuine #{id}").format(id=redemption_id),
+                    callback_data=AdminDisputeCB(action="dismiss", redemption=redemption_id).pack(),
+                ),
+            ]
+        ]
+    )
 
 
 def share_phone() -> ReplyKeyboardMarkup:

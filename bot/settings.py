@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # Account linking lockout.
     link_max_failures: int = 5
     link_lockout_seconds: int = 3600
+    # Wrong shopping codes typed by an agent before a lockout.
+    code_max_failures: int = 5
+    code_lockout_seconds: int = 900
 
     default_locale: str = "id"
 

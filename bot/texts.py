@@ -16,6 +16,30 @@ BTN_HELP = __("Help")
 BTN_LANGUAGE = __("Language")
 BTN_SHARE_PHONE = __("Share my phone number")
 BTN_CANCEL = __("Cancel")
+BTN_SHOPPING_CODE = __("Shopping code")
+BTN_NEARBY = __("Nearest e-Warong")
+BTN_SHOPPING_LOCK = __("Shopping lock")
+BTN_SHARE_LOCATION = __("Share my location")
+# e-Warong agents
+BTN_NEW_REDEMPTION = __("New transaction")
+BTN_TODAY = __("Today's transactions")
+BTN_EXPORT = __("Export CSV")
+# admins
+BTN_DISPUTES = __("Transaction disputes")
+
+FOOD_NAMES = {
+    "beras": __("Rice"),
+    "telur": __("Eggs"),
+    "daging_ayam": __("Chicken"),
+    "daging_sapi": __("Beef"),
+    "ikan": __("Fish"),
+    "tahu": __("Tofu"),
+    "tempe": __("Tempeh"),
+    "kacang": __("Beans and nuts"),
+    "sayur": __("Vegetables"),
+    "buah": __("Fruit"),
+    "total": __("Groceries (total)"),
+}
 
 COMPONENT_NAMES = {
     "ibu_hamil": __("Pregnant or postpartum mother"),

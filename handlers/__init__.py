@@ -5,6 +5,7 @@ from aiogram import Router
 
 def all_routers() -> list[Router]:
     """Routers in the order they must be tried: cancel first, the catch-all last."""
-    from handlers import common, fallback, kpm
+    from handlers import admin, agent, common, fallback, kpm, kpm_shopping
 
-    return [common.create_router(), kpm.create_router(), fallback.create_router()]
+    modules = (common, kpm, agent, kpm_shopping, admin, fallback)
+    return [module.create_router() for module in modules]

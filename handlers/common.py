@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from html import escape
+
 from aiogram import F, Router
-from aiogram.filters import Command, CommandStart
+from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import I18n
@@ -11,8 +13,10 @@ from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import keyboards, texts, views
+from bot.context import AppContext
 from bot.keyboards import LanguageCB
-from bot.services import accounts
+from bot.services import accounts, invites
+from bot.services.invites import InviteResult
 from models import Account
 
 
@@ -25,14 +29,41 @@ async def cancel(message: Message, state: FSMContext, account: Account) -> None:
 
 
 async def start(
-    message: Message, state: FSMContext, session: AsyncSession, account: Account
+    message: Message,
+    command: CommandObject,
+    state: FSMContext,
+    session: AsyncSession,
+    account: Account,
+    ctx: AppContext,
 ) -> None:
     await state.clear()
+    if invites.is_invite_payload(command.args):
+        await _accept_invite(message, session, account, command.args or "", ctx)
+        return
     linked = await accounts.linked_beneficiary(session, account)
     await message.answer(
         views.greeting(message.from_user.first_name if message.from_user else "", linked),
         reply_markup=keyboards.main_menu(account),
     )
+
+
+async def _accept_invite(
+    message: Message, session: AsyncSession, account: Account, payload: str, ctx: AppContext
+) -> None:
+    """A deep link `t.me/<bot>?start=inv_...` binds this account to a staff role."""
+    outcome = await invites.accept_invite(session, payload, account.telegram_id, ctx.now())
+    await session.refresh(account, ["roles"])
+    if outcome.result is InviteResult.ACCEPTED:
+        text = _("Welcome! This account is now an agent of e-Warong {code}.").format(
+            code=escape(outcome.scope or "")
+        )
+    elif outcome.result is InviteResult.EXPIRED:
+        text = _("This invitation has expired. Ask your admin for a new link.")
+    elif outcome.result is InviteResult.USED:
+        text = _("This invitation was already used. Ask your admin for a new link.")
+    else:
+        text = _("This invitation link is not valid.")
+    await message.answer(text, reply_markup=keyboards.main_menu(account))
 
 
 async def show_help(message: Message, account: Account) -> None:

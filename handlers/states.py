@@ -11,3 +11,19 @@ class LinkFlow(StatesGroup):
 
 class EraseFlow(StatesGroup):
     confirm = State()
+
+
+class RedeemFlow(StatesGroup):
+    identify = State()
+    basket = State()
+    item_amount = State()
+    total_amount = State()
+    summary = State()
+
+
+class NearbyFlow(StatesGroup):
+    location = State()
+
+
+class ReversalFlow(StatesGroup):
+    reason = State()

@@ -41,7 +41,5 @@ class LedgerEntry(Base):
     idempotency_key: Mapped[str] = mapped_column(String(80), unique=True)
     disbursement_id: Mapped[int | None] = mapped_column(ForeignKey("disbursements.id"), index=True)
     reference: Mapped[str | None] = mapped_column(String(80))  # e.g. the period "2025-05"
-    redemption_id: Mapped[int | None] = mapped_column(
-        ForeignKey("redemptions.id"), index=True
-    )
+    redemption_id: Mapped[int | None] = mapped_column(ForeignKey("redemptions.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -906,6 +906,7 @@ class BotApiEmulator:
         self._webhook_tasks: set[asyncio.Task[None]] = set()
         self._methods = {spec.name.lower(): spec for spec in self._method_specs()}
         self._user_content = self._user_content_builders()
+        self._listeners: list[tuple[asyncio.Queue[dict[str, Any]], int | None]] = []
         self._reset_state()
         self.app = self._build_app()
 
@@ -966,11 +967,50 @@ class BotApiEmulator:
         self.limiter.configure()
         self.faults.rules.clear()
         self._signal.notify()
+        self._publish({"type": "reset"})
 
     def _next_seq(self) -> int:
         """Return the next value of the global change/event sequence."""
         self._seq += 1
         return self._seq
+
+    # ----------------------------------------------------------------- listeners
+
+    def subscribe(self, chat_id: int | None = None) -> asyncio.Queue[dict[str, Any]]:
+        """Return a queue that receives chat events as they happen (one chat, or all).
+
+        Events are dicts with a ``type``: ``message`` (a message was sent, edited or
+        deleted, by the bot or the user: ``chat_id``, ``message`` as in the chat view,
+        the chat's current ``reply_keyboard``), ``callback_answer`` (``chat_id``,
+        ``answer``), ``commands`` (setMyCommands/deleteMyCommands) and ``reset``; each
+        carries the ``seq`` of the change. The queue is unbounded: call
+        :meth:`unsubscribe` when done.
+        """
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._listeners.append((queue, chat_id))
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        """Stop feeding a queue returned by :meth:`subscribe`."""
+        self._listeners = [entry for entry in self._listeners if entry[0] is not queue]
+
+    def _publish(self, event: dict[str, Any], chat_id: int | None = None) -> None:
+        """Hand an event to the listeners of ``chat_id`` (None: to every listener)."""
+        event = {**event, "seq": self._seq}
+        for queue, wanted in self._listeners:
+            if chat_id is None or wanted is None or wanted == chat_id:
+                queue.put_nowait(event)
+
+    def _publish_message(self, chat: ChatRecord, msg: StoredMessage) -> None:
+        """Tell listeners a message of ``chat`` appeared or changed."""
+        if self._listeners:
+            event = {
+                "type": "message",
+                "chat_id": chat.user.id,
+                "message": self._message_view(msg),
+                "reply_keyboard": chat.reply_keyboard,
+            }
+            self._publish(event, chat.user.id)
 
     def _build_app(self) -> web.Application:
         """Create the aiohttp application with the Bot API and control routes."""
@@ -1168,6 +1208,7 @@ class BotApiEmulator:
         elif markup and "remove_keyboard" in markup:
             chat.reply_keyboard = None
         call.message_id = msg.message_id
+        self._publish_message(chat, msg)
         return self._api_message(msg)
 
     def _message_text(self, params: Params) -> Formatted:
@@ -1429,6 +1470,7 @@ class BotApiEmulator:
             msg.html, msg.parse_mode = formatted.html, formatted.parse_mode
         msg.edit_date = int(time.time())
         msg.seq = self._next_seq()
+        self._publish_message(chat, msg)
         return self._api_message(msg)
 
     def _edit_message_text(self, call: Call) -> dict[str, Any]:
@@ -1469,6 +1511,7 @@ class BotApiEmulator:
             raise bad_request("message to delete not found")
         msg.deleted = True
         msg.seq = self._next_seq()
+        self._publish_message(chat, msg)
         return True
 
     def _answer_callback_query(self, call: Call) -> bool:
@@ -1485,17 +1528,19 @@ class BotApiEmulator:
         if text is not None and utf16_len(text) > CALLBACK_ANSWER_LIMIT:
             raise bad_request("MESSAGE_TOO_LONG")
         query.answered = True
-        self._chats[query.chat_id].callback_answers.append(
-            {
-                "callback_query_id": query_id,
-                "message_id": query.message_id,
-                "data": query.data,
-                "text": text,
-                "show_alert": params.get_bool("show_alert"),
-                "url": params.get_str("url"),
-                "cache_time": params.get_int("cache_time"),
-                "seq": self._next_seq(),
-            }
+        answer = {
+            "callback_query_id": query_id,
+            "message_id": query.message_id,
+            "data": query.data,
+            "text": text,
+            "show_alert": params.get_bool("show_alert"),
+            "url": params.get_str("url"),
+            "cache_time": params.get_int("cache_time"),
+            "seq": self._next_seq(),
+        }
+        self._chats[query.chat_id].callback_answers.append(answer)
+        self._publish(
+            {"type": "callback_answer", "chat_id": query.chat_id, "answer": answer}, query.chat_id
         )
         return True
 
@@ -1525,6 +1570,7 @@ class BotApiEmulator:
             self._commands[key] = {"scope": scope, "language_code": language, "commands": cleaned}
         else:
             self._commands.pop(key, None)
+        self._publish({"type": "commands"})
         return True
 
     @staticmethod
@@ -1548,6 +1594,7 @@ class BotApiEmulator:
         """deleteMyCommands: forget the list of this scope and language."""
         key, _, _ = self._command_key(call.params)
         self._commands.pop(key, None)
+        self._publish({"type": "commands"})
         return True
 
     def _set_webhook(self, call: Call) -> bool:
@@ -2010,6 +2057,7 @@ class BotApiEmulator:
             raise ControlError(400, f"give exactly one of {', '.join(self._user_content)}")
         kind, content = self._user_content[kinds[0]](user, body[kinds[0]])
         msg = self._store_message(chat, kind, content, from_bot=False)
+        self._publish_message(chat, msg)
         update_id = self._enqueue({"message": self._api_message(msg)})
         return {"ok": True, "update_id": update_id, "message_id": msg.message_id, "seq": msg.seq}
 
@@ -2023,6 +2071,7 @@ class BotApiEmulator:
         _, msg.content = self._user_text(user, body.get("text"))
         msg.edit_date = int(time.time())
         msg.seq = self._next_seq()
+        self._publish_message(chat, msg)
         update_id = self._enqueue({"edited_message": self._api_message(msg)})
         return {"ok": True, "update_id": update_id, "message_id": msg.message_id, "seq": msg.seq}
 

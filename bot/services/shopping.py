@@ -312,7 +312,7 @@ def new_idempotency_key() -> str:
     return secrets.token_urlsafe(12)
 
 
-async def _existing(session: AsyncSession, key: str) -> Redemption | None:
+async def redemption_by_key(session: AsyncSession, key: str) -> Redemption | None:
     return await session.scalar(select(Redemption).where(Redemption.idempotency_key == key))
 
 
@@ -344,7 +344,7 @@ async def _why_refused(
     session: AsyncSession, draft: RedemptionDraft, now: datetime
 ) -> ConfirmOutcome:
     """After a refused step: someone else's confirmation, a lock, or not enough money."""
-    if (done := await _existing(session, draft.key)) is not None:
+    if (done := await redemption_by_key(session, draft.key)) is not None:
         return ConfirmOutcome(ConfirmResult.ALREADY_CONFIRMED, done)
     if draft.shopping_code_id is not None:
         used_by = await session.scalar(
@@ -365,7 +365,7 @@ async def confirm(session: AsyncSession, draft: RedemptionDraft, now: datetime) 
     """Debit the family and record the redemption, exactly once per idempotency key."""
     if draft.total <= 0:
         return ConfirmOutcome(ConfirmResult.EMPTY)
-    if (done := await _existing(session, draft.key)) is not None:
+    if (done := await redemption_by_key(session, draft.key)) is not None:
         return ConfirmOutcome(ConfirmResult.ALREADY_CONFIRMED, done)
     redemption = Redemption(
         idempotency_key=draft.key,

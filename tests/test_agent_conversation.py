@@ -1,0 +1,291 @@
+"""e-Warong redemptions end to end: KPM code → agent basket → confirm → both receipts."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.services import invites
+from models import AuditEvent, LedgerEntry, Redemption
+from tests.registry import SITI
+from tests.shopping_support import OTHER_WARUNG, WARUNG, shopping_world
+
+NOW = datetime(2026, 5, 20, 3, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+async def app(bot_app, sessionmaker, tmp_path):  # type: ignore[no-untyped-def]
+    bot_app.ids = await shopping_world(sessionmaker, bot_app.ctx.hasher, tmp_path)
+    bot_app.clock = Clock()
+    bot_app.ctx.clock = bot_app.clock
+    return bot_app
+
+
+async def make_agent(app, sessionmaker, ewarong=WARUNG, name="Agus"):  # type: ignore[no-untyped-def]
+    async with sessionmaker() as session, session.begin():
+        payload = await invites.create_invite(
+            session, "agent", ewarong["code"], created_by=None, now=app.clock()
+        )
+    agent = await app.user(name)
+    replies = await agent.send(f"/start {payload}")
+    assert "sekarang agen e-Warong" in replies[-1].text
+    return agent, payload
+
+
+async def linked_kpm(app, person=SITI, name="Siti"):  # type: ignore[no-untyped-def]
+    kpm = await app.user(name)
+    await kpm.send("/start")
+    await kpm.press("Hubungkan akun KPM")
+    await kpm.share_contact(person["phone"])
+    await kpm.send(person["nik"])
+    await kpm.send(person["birth_date"])
+    return kpm
+
+
+async def shopping_code(kpm) -> str:  # type: ignore[no-untyped-def]
+    reply = (await kpm.press("Kode belanja"))[-1]
+    match = re.search(r"<b>(\d{6})</b>", reply.html)
+    assert match, reply.text
+    return match.group(1)
+
+
+async def fill_basket(agent, code):  # type: ignore[no-untyped-def]
+    await agent.press("Transaksi baru")
+    replies = await agent.send(code)
+    await agent.press("Beras")
+    await agent.send("2 x 15000")
+    await agent.press("Telur")
+    await agent.send("30000")
+    return replies
+
+
+async def test_redemption_with_code_gives_both_receipts_and_debits_once(app, sessionmaker, session):
+    agent, _ = await make_agent(app, sessionmaker)
+    assert "Transaksi baru" in (await agent.reply_keyboard() or [])
+    kpm = await linked_kpm(app)
+    code = await shopping_code(kpm)
+
+    counter = await fill_basket(agent, code)
+    assert any("Siti A***" in m.text and "Rp400.000" in m.text for m in counter)
+    assert all("3204105507850003" not in m.text and "Aminah" not in m.text for m in counter)
+    summary = (await agent.press("Selesai"))[-1]
+    assert "Total: Rp60.000" in summary.text and "Saldo setelahnya: Rp340.000" in summary.text
+
+    confirmed = await agent.press("Konfirmasi")
+    receipt = next(m for m in confirmed if m.message_id == summary.message_id)
+    assert receipt.edited and "Struk #" in receipt.text and "Sisa saldo: Rp340.000" in receipt.text
+    assert "WIB" in receipt.text and "e-Warong Sri Rejeki" in receipt.text
+    family_copy = await kpm.last()
+    assert "Sisa saldo: Rp340.000" in family_copy.text
+    assert family_copy.button("Bukan saya / laporkan")
+
+    # a double press of the old button: already confirmed, no second debit
+    await agent.callback(summary.message_id, summary.button("Konfirmasi")["callback_data"])
+    assert (await agent.callback_answers())[-1]["text"] == "Transaksi ini sudah dikonfirmasi."
+    assert await session.scalar(select(func.count()).select_from(Redemption)) == 1
+    status = (await kpm.press("Status bantuan"))[-1].text
+    assert "Saldo saat ini: Rp340.000" in status and "Belanja di e-Warong -Rp60.000" in status
+
+
+async def test_second_agent_with_the_same_code_gets_already_confirmed(app, sessionmaker, session):
+    first, _ = await make_agent(app, sessionmaker, name="Agus")
+    second, _ = await make_agent(app, sessionmaker, name="Dedi")
+    kpm = await linked_kpm(app)
+    code = await shopping_code(kpm)
+    await fill_basket(first, code)
+    await fill_basket(second, code)
+    await first.press("Selesai")
+    await second.press("Selesai")
+    await first.press("Konfirmasi")
+    replies = await second.press("Konfirmasi")
+    assert any("sudah dikonfirmasi" in m.text for m in replies)
+    entries = await session.scalar(
+        select(func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "redemption")
+    )
+    assert entries == 1
+
+
+async def test_expired_code_is_refused(app, sessionmaker):
+    agent, _ = await make_agent(app, sessionmaker)
+    kpm = await linked_kpm(app)
+    code = await shopping_code(kpm)
+    app.clock.now = NOW + timedelta(minutes=10, seconds=1)
+    await agent.press("Transaksi baru")
+    reply = (await agent.send(code))[-1].text
+    assert "tidak berlaku" in reply and "Sisa 4 percobaan" in reply
+
+
+async def test_five_wrong_codes_lock_the_agent_out(app, sessionmaker):
+    agent, _ = await make_agent(app, sessionmaker)
+    await agent.press("Transaksi baru")
+    for left in (4, 3, 2, 1):
+        assert f"Sisa {left} percobaan" in (await agent.send("000000"))[-1].text
+    assert "dihentikan sementara" in (await agent.send("000000"))[-1].text
+    assert "dihentikan sementara" in (await agent.press("Transaksi baru"))[-1].text
+
+
+async def test_agent_of_another_ewarong_cannot_use_this_agents_buttons(app, sessionmaker, session):
+    agent, _ = await make_agent(app, sessionmaker)
+    stranger, _ = await make_agent(app, sessionmaker, OTHER_WARUNG, name="Eko")
+    kpm = await linked_kpm(app)
+    await fill_basket(agent, await shopping_code(kpm))
+    summary = (await agent.press("Selesai"))[-1]
+    data = summary.button("Konfirmasi")["callback_data"]
+    own = (await stranger.last()).message_id  # forged data on a message in their own chat
+    await stranger.callback(own, data)
+    assert (await stranger.callback_answers())[-1]["text"] == "Tombol ini sudah tidak berlaku."
+    await stranger.callback(own, "bsk:item:beras")
+    assert (await stranger.callback_answers())[-1]["text"] == "Tombol ini sudah tidak berlaku."
+    assert await session.scalar(select(func.count()).select_from(Redemption)) == 0
+    # and a plain KPM pressing an agent's button gets nothing either
+    await kpm.callback((await kpm.last()).message_id, data)
+    assert (await kpm.callback_answers())[-1]["text"] == "Tombol ini sudah tidak berlaku."
+
+
+@pytest.mark.parametrize("typed", ["0", "-5000", "lima ribu", "2 x 0", "x" * 5000])
+async def test_bad_amounts_are_refused_politely(app, sessionmaker, typed):
+    agent, _ = await make_agent(app, sessionmaker)
+    kpm = await linked_kpm(app)
+    await agent.press("Transaksi baru")
+    await agent.send(await shopping_code(kpm))
+    await agent.press("Ikan")
+    assert "nominal positif" in (await agent.send(typed))[-1].text
+    assert "Ikan 1 × Rp25.000" in (await agent.send("25000"))[-1].text
+
+
+async def test_amount_above_balance_is_refused(app, sessionmaker):
+    agent, _ = await make_agent(app, sessionmaker)
+    kpm = await linked_kpm(app)
+    await agent.press("Transaksi baru")
+    await agent.send(await shopping_code(kpm))
+    await agent.press("Masukkan total saja")
+    assert "Melebihi saldo yang tersedia (Rp400.000)" in (await agent.send("400001"))[-1].text
+    summary = (await agent.send("400000"))[-1]
+    assert "Saldo setelahnya: Rp0" in summary.text
+
+
+async def test_family_without_telegram_pays_by_kks_and_is_agent_attested(
+    app, sessionmaker, session
+):
+    agent, _ = await make_agent(app, sessionmaker)
+    await agent.press("Transaksi baru")
+    replies = await agent.send("5264 2212 3456 7890")
+    assert any("pernyataan Anda sebagai agen" in m.text for m in replies)
+    await agent.press("Masukkan total saja")
+    await agent.send("50000")
+    await agent.press("Konfirmasi")
+    redemption = await session.scalar(select(Redemption))
+    assert redemption.agent_attested is True and redemption.total == 50_000
+
+
+async def test_locked_family_cannot_be_charged(app, sessionmaker):
+    agent, _ = await make_agent(app, sessionmaker)
+    kpm = await linked_kpm(app)
+    await kpm.press("Kunci belanja")
+    replies = await kpm.press("Kunci sekarang")
+    assert "sekarang terkunci" in replies[-1].text
+    await agent.press("Transaksi baru")
+    assert "tidak dapat diproses" in (await agent.send("5264221234567890"))[-1].text
+    assert "terkunci" in (await kpm.press("Kode belanja"))[-1].text
+    await kpm.press("Kunci belanja")
+    await kpm.press("Buka kunci belanja")
+    code = await shopping_code(kpm)
+    await agent.press("Transaksi baru")
+    assert any("Siti A***" in m.text for m in await agent.send(code))
+
+
+async def test_dispute_freezes_codes_until_an_admin_reverses(app, sessionmaker, session):
+    agent, _ = await make_agent(app, sessionmaker)
+    kpm = await linked_kpm(app)
+    await fill_basket(agent, await shopping_code(kpm))
+    await agent.press("Selesai")
+    await agent.press("Konfirmasi")
+    replies = await kpm.press("Bukan saya / laporkan")
+    assert "dilaporkan kepada admin" in replies[-1].text
+    assert "terkunci" in (await kpm.press("Kode belanja"))[-1].text
+    await agent.press("Transaksi baru")
+    assert "tidak dapat diproses" in (await agent.send("5264221234567890"))[-1].text
+
+    admin = await app.user("Admin")
+    from bot.services import accounts
+
+    async with sessionmaker() as s, s.begin():
+        await accounts.ensure_national_admins(s, [admin.id])
+    listed = await admin.send("/sengketa")
+    assert "Rp60.000" in listed[-1].text
+    await admin.press(listed[-1].button_labels[0])
+    assert "dana sudah kembali" in (await admin.send("KPM tidak berbelanja hari itu"))[-1].text
+    status = (await kpm.press("Status bantuan"))[-1].text
+    assert "Saldo saat ini: Rp400.000" in status and "Belanja dibatalkan +Rp60.000" in status
+    assert any(m.text for m in await kpm.send("/kode"))
+    reversed_ = await session.scalar(
+        select(func.count())
+        .select_from(AuditEvent)
+        .where(AuditEvent.action == "redemption.reversed")
+    )
+    assert reversed_ == 1
+
+
+async def test_today_and_csv_export_reconcile_to_the_ledger(app, sessionmaker, session):
+    agent, _ = await make_agent(app, sessionmaker)
+    kpm = await linked_kpm(app)
+    for _ in range(2):
+        await fill_basket(agent, await shopping_code(kpm))
+        await agent.press("Selesai")
+        await agent.press("Konfirmasi")
+    today = (await agent.press("Transaksi hari ini"))[-1].text
+    assert "2 transaksi, total Rp120.000" in today
+    document = (await agent.press("Ekspor CSV"))[-1]
+    assert document.kind == "document" and document.document["file_name"].endswith(".csv")
+    rows = list(
+        csv.DictReader(io.StringIO((await app.client.file(document.document["file_id"])).decode()))
+    )
+    assert len(rows) == 2 and sum(int(r["total"]) for r in rows) == 120_000
+    debits = await session.scalar(
+        select(func.sum(LedgerEntry.amount)).where(LedgerEntry.kind == "redemption")
+    )
+    assert -debits == 120_000
+    assert {r["family"] for r in rows} == {"Siti A***"}
+
+
+async def test_non_agents_are_refused_agent_menus(app):
+    user = await app.user("Siti")
+    for label in ("Transaksi baru", "Ekspor CSV"):
+        assert "hanya untuk agen" in (await user.send(label))[-1].text
+    assert "hanya untuk admin" in (await user.send("/sengketa"))[-1].text
+
+
+async def test_invite_links_are_single_use_and_expire(app, sessionmaker):
+    _, payload = await make_agent(app, sessionmaker)
+    again = await app.user("Copycat")
+    assert "sudah dipakai" in (await again.send(f"/start {payload}"))[-1].text
+    async with sessionmaker() as session, session.begin():
+        late = await invites.create_invite(
+            session, "agent", WARUNG["code"], created_by=None, now=NOW
+        )
+    app.clock.now = NOW + timedelta(hours=48, seconds=1)
+    assert "kedaluwarsa" in (await again.send(f"/start {late}"))[-1].text
+    assert "tidak valid" in (await again.send("/start inv_forgedforgedforgedforged"))[-1].text
+
+
+async def test_nearest_ewarongs_from_a_shared_location(app):
+    user = await app.user("Budi")
+    await user.send("/start")
+    await user.press("e-Warong terdekat")
+    replies = await user.share_location(-6.94, 107.56)
+    text = next(m.text for m in replies if "terdekat" in m.text)
+    assert text.index("Sri Rejeki") < text.index("Berkah")
+    assert any(m.kind == "venue" for m in replies)
