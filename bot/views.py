@@ -36,25 +36,63 @@ def greeting(first_name: str, linked: Beneficiary | None) -> str:
     ).format(name=name, kpm=escape(mask_name(linked.name)))
 
 
-def help_text() -> str:
-    return _(
-        "<b>Menu</b>\n"
-        "• <b>{link}</b>: connect this Telegram account to your family's KPM data. "
-        "You share your phone number with the button, then type your NIK and birth date.\n"
-        "• <b>{status}</b>: your PKH components, each stage (tahap) this year, and your "
-        "BPNT/Sembako month, balance and last transactions.\n"
-        "• <b>{erase}</b>: unlink this account and delete what the bot keeps about you. "
-        "The ministry's registry is not changed.\n"
-        "• <b>{language}</b>: Bahasa Indonesia or English.\n\n"
-        "<b>Commands</b>\n"
-        "/start: main menu\n/bantuan or /help: this help\n"
-        "/bahasa or /settings: language\n/batal or /cancel: stop what you are doing"
-    ).format(
-        link=escape(str(texts.BTN_LINK)),
-        status=escape(str(texts.BTN_STATUS)),
-        erase=escape(str(texts.BTN_ERASE)),
-        language=escape(str(texts.BTN_LANGUAGE)),
+def help_text(is_agent: bool = False, is_admin: bool = False) -> str:
+    """What each menu item does; staff see their own items too."""
+    parts = [
+        _(
+            "<b>Menu</b>\n"
+            "• <b>{link}</b>: connect this Telegram account to your family's KPM data. "
+            "You share your phone number with the button, then type your NIK and birth date.\n"
+            "• <b>{status}</b>: your PKH components, each stage (tahap) this year, and your "
+            "BPNT/Sembako month, balance and last transactions.\n"
+            "• <b>{code}</b>: a 6-digit code, valid 10 minutes, to show the e-Warong agent "
+            "when you buy food with BPNT.\n"
+            "• <b>{nearby}</b>: share your location to see the 3 nearest e-Warongs.\n"
+            "• <b>{lock}</b>: stop all BPNT purchases (a lost card) and allow them again.\n"
+            "• <b>{erase}</b>: unlink this account and delete what the bot keeps about you. "
+            "The ministry's registry is not changed.\n"
+            "• <b>{language}</b>: Bahasa Indonesia or English."
+        ).format(
+            link=escape(str(texts.BTN_LINK)),
+            status=escape(str(texts.BTN_STATUS)),
+            code=escape(str(texts.BTN_SHOPPING_CODE)),
+            nearby=escape(str(texts.BTN_NEARBY)),
+            lock=escape(str(texts.BTN_SHOPPING_LOCK)),
+            erase=escape(str(texts.BTN_ERASE)),
+            language=escape(str(texts.BTN_LANGUAGE)),
+        )
+    ]
+    if is_agent:
+        parts.append(
+            _(
+                "<b>e-Warong agent</b>\n"
+                "• <b>{new}</b>: type the family's shopping code (or KKS number), pick the "
+                "foods with quantity and price, check the summary and confirm.\n"
+                "• <b>{today}</b>: today's transactions with the total.\n"
+                "• <b>{export}</b>: today's transactions as a CSV file."
+            ).format(
+                new=escape(str(texts.BTN_NEW_REDEMPTION)),
+                today=escape(str(texts.BTN_TODAY)),
+                export=escape(str(texts.BTN_EXPORT)),
+            )
+        )
+    if is_admin:
+        parts.append(
+            _(
+                "<b>Admin</b>\n"
+                "• <b>{disputes}</b> or /sengketa: reported transactions; reverse or dismiss.\n"
+                "/undang_agen CODE: a one-time link for a new e-Warong agent.\n"
+                "/hapus_agen TELEGRAM_ID CODE: remove an agent."
+            ).format(disputes=escape(str(texts.BTN_DISPUTES)))
+        )
+    parts.append(
+        _(
+            "<b>Commands</b>\n"
+            "/start: main menu\n/bantuan or /help: this help\n"
+            "/bahasa or /settings: language\n/batal or /cancel: stop what you are doing"
+        )
     )
+    return "\n\n".join(parts)
 
 
 def _status_name(status: str | None) -> str:

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import keyboards, texts, views
 from bot.context import AppContext
+from bot.filters import role_scope
 from bot.keyboards import LanguageCB
 from bot.services import accounts, invites
 from bot.services.invites import InviteResult
@@ -67,7 +68,11 @@ async def _accept_invite(
 
 
 async def show_help(message: Message, account: Account) -> None:
-    await message.answer(views.help_text(), reply_markup=keyboards.main_menu(account))
+    text = views.help_text(
+        is_agent=role_scope(account, "agent") is not None,
+        is_admin=role_scope(account, "admin") is not None,
+    )
+    await message.answer(text, reply_markup=keyboards.main_menu(account))
 
 
 async def choose_language(message: Message) -> None:
