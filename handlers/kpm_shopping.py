@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 from html import escape
 
-from aiogram import F, Router
+from aiogram import Bot, F, Router
 from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
+from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import keyboards, texts
 from bot.context import AppContext
-from bot.formatting import local_datetime
+from bot.formatting import local_datetime, money
 from bot.keyboards import DisputeCB, LockCB
 from bot.services import accounts, shopping
-from bot.services.ewarongs import nearest
+from bot.services.ewarongs import get_ewarong, nearest
 from bot.services.shopping import CodeResult, DisputeResult
 from handlers.states import NearbyFlow
-from models import Account
+from models import Account, Redemption
+
+log = logging.getLogger(__name__)
 
 
 async def _linked_or_explain(message: Message, session: AsyncSession, account: Account):  # type: ignore[no-untyped-def]
@@ -151,6 +155,8 @@ async def dispute_press(
     session: AsyncSession,
     account: Account,
     ctx: AppContext,
+    bot: Bot,
+    i18n: I18n,
 ) -> None:
     if account.beneficiary_id is None:
         await query.answer(_("This button is no longer valid."), show_alert=True)
@@ -173,6 +179,28 @@ async def dispute_press(
                 "frozen for your family until an admin has checked it."
             )
         )
+    await _alert_admins(bot, i18n, session, callback_data.redemption)
+
+
+async def _alert_admins(bot: Bot, i18n: I18n, session: AsyncSession, redemption_id: int) -> None:
+    """Tell the admins covering the e-Warong's region, each in their language."""
+    redemption = await session.get(Redemption, redemption_id)
+    ewarong = await get_ewarong(session, redemption.ewarong_code) if redemption else None
+    if redemption is None or ewarong is None:
+        return
+    for admin in await accounts.admins_for_region(session, ewarong.village_code):
+        locale = accounts.locale_for(admin, admin.language_code)
+        with i18n.use_locale(locale):
+            text = _("A family reported transaction #{id} ({amount} at {ewarong}).").format(
+                id=redemption.id,
+                amount=money(redemption.total, locale),
+                ewarong=escape(ewarong.name),
+            )
+            markup = keyboards.admin_dispute(redemption.id)
+        try:
+            await bot.send_message(admin.telegram_id, text, reply_markup=markup)
+        except Exception as error:  # an unreachable admin must not undo the report
+            log.warning("dispute alert not delivered: %s", type(error).__name__)
 
 
 def create_router() -> Router:

@@ -210,6 +210,11 @@ async def test_locked_family_cannot_be_charged(app, sessionmaker):
 async def test_dispute_freezes_codes_until_an_admin_reverses(app, sessionmaker, session):
     agent, _ = await make_agent(app, sessionmaker)
     kpm = await linked_kpm(app)
+    admin = await app.user("Admin")
+    from bot.services import accounts
+
+    async with sessionmaker() as s, s.begin():
+        await accounts.ensure_national_admins(s, [admin.id])
     await fill_basket(agent, await shopping_code(kpm))
     await agent.press("Selesai")
     await agent.press("Konfirmasi")
@@ -219,11 +224,8 @@ async def test_dispute_freezes_codes_until_an_admin_reverses(app, sessionmaker, 
     await agent.press("Transaksi baru")
     assert "tidak dapat diproses" in (await agent.send("5264221234567890"))[-1].text
 
-    admin = await app.user("Admin")
-    from bot.services import accounts
-
-    async with sessionmaker() as s, s.begin():
-        await accounts.ensure_national_admins(s, [admin.id])
+    alert = await admin.last()
+    assert "melaporkan transaksi" in alert.text and "Rp60.000" in alert.text
     listed = await admin.send("/sengketa")
     assert "Rp60.000" in listed[-1].text
     await admin.press(listed[-1].button_labels[0])
@@ -289,3 +291,21 @@ async def test_nearest_ewarongs_from_a_shared_location(app):
     text = next(m.text for m in replies if "terdekat" in m.text)
     assert text.index("Sri Rejeki") < text.index("Berkah")
     assert any(m.kind == "venue" for m in replies)
+
+
+async def test_admin_invites_and_removes_an_agent_in_chat(app, sessionmaker):
+    admin = await app.user("Admin")
+    from bot.services import accounts
+
+    async with sessionmaker() as s, s.begin():
+        await accounts.ensure_national_admins(s, [admin.id])
+    assert "Cara pakai" in (await admin.send("/undang_agen"))[-1].text
+    assert "Tidak ada e-Warong aktif" in (await admin.send("/undang_agen NOPE"))[-1].text
+    reply = (await admin.send(f"/undang_agen {WARUNG['code']}"))[-1].text
+    link = re.search(r"https://t.me/\w+\?start=(inv_[\w-]+)", reply)
+    assert link, reply
+    agent = await app.user("Agus")
+    assert "sekarang agen" in (await agent.send(f"/start {link.group(1)}"))[-1].text
+    reply = (await admin.send(f"/hapus_agen {agent.id} {WARUNG['code']}"))[-1].text
+    assert reply == "Agen dihapus."
+    assert "hanya untuk agen" in (await agent.send("Transaksi baru"))[-1].text

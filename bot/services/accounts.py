@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.services import audit
@@ -94,3 +95,16 @@ async def ensure_national_admins(session: AsyncSession, telegram_ids: list[int])
 
 def has_role(account: Account | None, role: str) -> bool:
     return account is not None and any(r.role == role for r in account.roles)
+
+
+async def admins_for_region(session: AsyncSession, region_code: str) -> list[Account]:
+    """National admins and regional admins whose scope is a prefix of `region_code`."""
+    rows = await session.scalars(
+        select(Account).join(AccountRole).where(AccountRole.role == "admin").distinct()
+    )
+    return [
+        account
+        for account in rows
+        for role in account.roles
+        if role.role == "admin" and (not role.scope or region_code.startswith(role.scope))
+    ]
