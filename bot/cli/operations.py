@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.cli import app
@@ -88,7 +89,7 @@ async def _create(role: str, scope: str) -> CreatedInvite:
             try:
                 payload = await create_invite(session, role, scope, created_by=None, now=now)
             except InviteError as error:
-                _console().print(f"[red]Cannot create the invite:[/red] {error}")
+                _console().print(f"[red]Cannot create the invite:[/red] {escape(str(error))}")
                 raise typer.Exit(code=1) from error
             region = None
             if role == ROLE_AGENT:
@@ -122,7 +123,9 @@ def _bot_username(console: Console, given: str | None) -> str | None:
     try:
         username = asyncio.run(_ask_bot_username(settings))
     except Exception as error:  # network, bad token, unreachable server: still show the payload
-        console.print(f"[yellow]Could not ask Telegram for the bot's username:[/yellow] {error}")
+        console.print(
+            f"[yellow]Could not ask Telegram for the bot's username:[/yellow] {escape(str(error))}"
+        )
         return None
     if not username:
         console.print("Telegram did not return a username for this bot.")
@@ -130,7 +133,7 @@ def _bot_username(console: Console, given: str | None) -> str | None:
 
 
 def _expiry_text(expires_at: datetime, region_code: str | None) -> str:
-    """`2025-05-03 14:00 WITA (06:00 UTC)`: in the e-Warong's zone, else in WIB."""
+    """`2025-05-03 14:00 WITA (2025-05-03 06:00 UTC)`: the e-Warong's zone, else WIB."""
     region = region_code or JAKARTA_PROVINCE
     local = expires_at.astimezone(timezone_for(region))
     in_utc = expires_at.astimezone(UTC)
@@ -148,7 +151,7 @@ def _issue(role: str, scope: str, bot_username: str | None, who: str) -> None:
         try:
             link = deep_link(username, created.payload)
         except ValueError:
-            console.print(f"[yellow]{username!r} is not a valid bot username.[/yellow]")
+            console.print(f"[yellow]{escape(repr(username))} is not a valid bot username.[/yellow]")
     if link:
         console.print(f"[green]Invite link for {who}[/green] (send it to that person only):")
         console.print(link, soft_wrap=True)
