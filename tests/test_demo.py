@@ -134,3 +134,13 @@ def test_same_seed_same_families_other_seed_others() -> None:
 def test_nik_encodes_district_birth_date_and_sex() -> None:
     assert nik_for("32.04.10.2001", date(1985, 7, 15), True, 3) == "3204105507850003"
     assert nik_for("35.78.01.1002", date(1972, 3, 9), False, 1) == "3578010903720001"
+
+
+async def test_demo_has_ewarongs_near_the_fixed_families(sessionmaker, session) -> None:  # type: ignore[no-untyped-def]
+    from bot.services.ewarongs import nearest
+
+    await generate_demo(sessionmaker, HASHER, families=5, seed=1, today=TODAY)
+    near_siti = await nearest(session, -6.95, 107.55, 3)
+    assert near_siti[0].code == "EW-3204-001" and near_siti[0].distance_km < 1
+    near_jayapura = await nearest(session, -2.54, 140.70, 1)
+    assert near_jayapura[0].code == "EW-9171-001"

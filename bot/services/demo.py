@@ -21,6 +21,7 @@ from faker import Faker
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.services.ewarongs import import_ewarong_records
 from bot.services.identity import Hasher
 from bot.services.imports import (
     ImportReport,
@@ -94,6 +95,30 @@ FIXED_FAMILIES: tuple[DemoFamily, ...] = (
         "9171014402880004", "Maria Wenda", date(1988, 2, 4), "081344556677",
         "5264221234560004", "91.71.01.1001", ("PKH", "BPNT"), {"anak_smp": 1, "anak_sma": 1},
     ),
+)  # fmt: skip
+
+
+# e-Warongs near the fixed families, so the sandbox can show a whole redemption and
+# "e-Warong terdekat" (coordinates are approximate, for the demo only).
+DEMO_EWARONGS: tuple[dict[str, str], ...] = (
+    {"code": "EW-3204-001", "name": "e-Warong Sri Rejeki", "village_code": "32.04.10.2001",
+     "address": "Jl. Raya Margaasih No. 12, Kab. Bandung", "latitude": "-6.9510",
+     "longitude": "107.5530", "bank": "BNI"},
+    {"code": "EW-3204-002", "name": "e-Warong Maju Bersama", "village_code": "32.04.10.2001",
+     "address": "Jl. Nanjung No. 4, Kab. Bandung", "latitude": "-6.9420",
+     "longitude": "107.5350", "bank": "BRI"},
+    {"code": "EW-3273-001", "name": "e-Warong Berkah", "village_code": "32.73.01.1001",
+     "address": "Jl. Sukarasa No. 3, Kota Bandung", "latitude": "-6.8740",
+     "longitude": "107.5930", "bank": "Mandiri"},
+    {"code": "EW-3578-001", "name": "e-Warong Sumber Rezeki", "village_code": "35.78.01.1002",
+     "address": "Jl. Kebraon Indah No. 8, Surabaya", "latitude": "-7.3330",
+     "longitude": "112.6900", "bank": "BNI"},
+    {"code": "EW-7371-001", "name": "e-Warong Losari", "village_code": "73.71.01.1006",
+     "address": "Jl. Penghibur No. 20, Makassar", "latitude": "-5.1400",
+     "longitude": "119.4080", "bank": "BRI"},
+    {"code": "EW-9171-001", "name": "e-Warong Gurabesi", "village_code": "91.71.01.1001",
+     "address": "Jl. Percetakan No. 5, Jayapura", "latitude": "-2.5370",
+     "longitude": "140.7050", "bank": "Bank Papua"},
 )  # fmt: skip
 
 
@@ -321,4 +346,6 @@ async def generate_demo(
     rows = demo_disbursements(chosen, seed, today, rates)
     report = await import_disbursement_records(sessionmaker, records_from_dicts(rows), hasher)
     _check(report, "disbursements")
+    report = await import_ewarong_records(sessionmaker, records_from_dicts(list(DEMO_EWARONGS)))
+    _check(report, "e-Warongs")
     return [_identity(family, names) for family in chosen]
