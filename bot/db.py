@@ -19,6 +19,9 @@ MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 def create_engine(database_url: str, **kwargs: object) -> AsyncEngine:
     """An async engine; SQLite gets foreign keys on and a busy timeout, others pre-ping."""
     # Bound parameters (names, birth dates) must never reach an error message or log.
+    # SQLite keeps the driver's own transaction handling: reads run outside a
+    # transaction and the first write begins one, so readers never block writers.
+    # Its SAVEPOINTs are therefore unreliable, and no service uses them.
     kwargs.setdefault("hide_parameters", True)
     if database_url.startswith("sqlite"):
         engine = create_async_engine(

@@ -157,3 +157,24 @@ def test_csv_cells_never_start_a_formula():
 async def test_wallet_never_negative_in_the_database(session, world):
     wallet = await session.get(BpntWallet, world["siti"])
     assert wallet.balance == 400_000
+
+
+async def test_a_rolled_back_confirmation_leaves_no_trace(sessionmaker, world):
+    async with sessionmaker() as session:
+        async with session.begin():
+            outcome = await shopping.confirm(session, draft(world["siti"], 1_000, key="rb"), NOW)
+            assert outcome.result is ConfirmResult.CONFIRMED
+            await session.rollback()  # the handler failed after confirming
+    async with sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(Redemption)) == 0
+        assert (await shopping.wallet_state(session, world["siti"]))[0] == 400_000
+
+
+async def test_a_reversed_transaction_cannot_be_disputed_into_a_freeze(session, world):
+    siti = world["siti"]
+    redemption = (await shopping.confirm(session, draft(siti, 5_000), NOW)).redemption
+    await shopping.reverse(session, redemption.id, admin=1, reason="salah input", now=NOW)
+    assert await shopping.dispute(session, redemption.id, siti, 5, NOW) is (
+        shopping.DisputeResult.ALREADY
+    )
+    assert (await shopping.wallet_state(session, siti))[2] is False

@@ -246,6 +246,20 @@ class Sandbox:
             await self._start_bot()
         log.info("sandbox reset to the demo data")
 
+    async def wait_handled(self, update_id: int, seconds: float = 10.0) -> None:
+        """Wait until the bot fetched update ``update_id`` and finished what it was handling.
+
+        Updates are handled as tasks (as in production), so the emulator's
+        confirmation alone does not mean the replies were sent; scripts and tests
+        acting as users wait with this.
+        """
+        if self.control is None:
+            raise SandboxError("the sandbox is not running")
+        await self.control.wait(update_id, seconds)
+        busy = [task for task in getattr(self.dp, "_handle_update_tasks", ()) if not task.done()]
+        if busy:
+            await asyncio.wait(busy, timeout=seconds)
+
     async def idle(self) -> None:
         """Return once no reset is in progress (user actions wait for one to finish)."""
         async with self._reset_lock:

@@ -378,7 +378,9 @@ class WebChat:
         sent = await self._control().request(
             "POST", f"/users/{persona.telegram_id}/messages", json=payload
         )
-        return web.json_response({"ok": True, "message_id": sent["message_id"]})
+        return web.json_response(
+            {"ok": True, "message_id": sent["message_id"], "update_id": sent["update_id"]}
+        )
 
     async def _callback(self, request: web.Request) -> web.Response:
         """The persona presses an inline button."""
@@ -390,12 +392,12 @@ class WebChat:
         if not isinstance(data, str) or not data:
             raise BadInput("data must be a non-empty string")
         await self.sandbox.idle()
-        await self._control().request(
+        sent = await self._control().request(
             "POST",
             f"/users/{persona.telegram_id}/callbacks",
             json={"message_id": message_id, "data": data},
         )
-        return web.json_response({"ok": True})
+        return web.json_response({"ok": True, "update_id": sent["update_id"]})
 
     async def _file(self, request: web.Request) -> web.Response:
         """A document the bot sent to this persona, offered as a download."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import AuditEvent
@@ -32,3 +34,26 @@ async def record(
         )
     )
     log.info("audit %s actor=%s %s=%s", action, actor, subject_type, subject_id)
+
+
+async def record_fast(
+    session: AsyncSession,
+    action: str,
+    *,
+    actor: int | None,
+    subject_type: str,
+    subject_id: object,
+    now: datetime,
+    **details: Any,
+) -> None:
+    """The same event as `record`, written at once with one INSERT (for hot paths)."""
+    await session.execute(
+        insert(AuditEvent.__table__).values(
+            created_at=now,
+            actor_telegram_id=actor,
+            action=action,
+            subject_type=subject_type,
+            subject_id=str(subject_id),
+            details=details,
+        )
+    )

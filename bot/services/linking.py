@@ -11,7 +11,6 @@ from datetime import date, datetime
 from enum import StrEnum
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.services import audit
@@ -78,15 +77,11 @@ async def link_account(
             holder=holder.telegram_id,
         )
         return LinkOutcome(LinkResult.LINKED_ELSEWHERE)
-    try:
-        async with session.begin_nested():
-            account.beneficiary_id = beneficiary.id
-            account.linked_at = now
-            await session.flush()
-    except IntegrityError:  # another account linked it a moment ago
-        account.beneficiary_id = None
-        account.linked_at = None
-        return LinkOutcome(LinkResult.LINKED_ELSEWHERE)
+    # Two accounts racing for one family: the unique index refuses the second, whose
+    # update then fails as a whole (rolled back, the user is asked to try again).
+    account.beneficiary_id = beneficiary.id
+    account.linked_at = now
+    await session.flush()
     await lockout.clear(account.telegram_id)
     await audit.record(
         session,

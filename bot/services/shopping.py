@@ -19,8 +19,7 @@ from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.services import audit
@@ -325,6 +324,12 @@ async def _consume_code(session: AsyncSession, code_id: int, now: datetime) -> b
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
+async def _release_code(session: AsyncSession, code_id: int) -> None:
+    await session.execute(
+        update(ShoppingCode).where(ShoppingCode.id == code_id).values(used_at=None)
+    )
+
+
 async def _debit(session: AsyncSession, beneficiary_id: int, amount: int) -> int | None:
     """Take `amount` from the wallet in one statement that cannot overdraw; the new balance."""
     return await session.scalar(
@@ -338,6 +343,45 @@ async def _debit(session: AsyncSession, beneficiary_id: int, amount: int) -> int
         .values(balance=BpntWallet.balance - amount)
         .returning(BpntWallet.balance)
     )
+
+
+async def _credit_back(session: AsyncSession, beneficiary_id: int, amount: int) -> None:
+    """Undo this transaction's own debit (a duplicate found after it); never seen outside."""
+    await session.execute(
+        update(BpntWallet)
+        .where(BpntWallet.beneficiary_id == beneficiary_id)
+        .values(balance=BpntWallet.balance + amount)
+    )
+
+
+async def _claim(
+    session: AsyncSession, draft: RedemptionDraft, balance: int, now: datetime
+) -> int | None:
+    """Insert the redemption unless its idempotency key exists; its id, or None if taken."""
+    return await session.scalar(
+        dialect_insert(session)(Redemption.__table__)
+        .values(
+            idempotency_key=draft.key,
+            ewarong_code=draft.ewarong_code,
+            agent_telegram_id=draft.agent_telegram_id,
+            beneficiary_id=draft.beneficiary_id,
+            shopping_code_id=draft.shopping_code_id,
+            agent_attested=draft.agent_attested,
+            items=_items_json(draft.lines),
+            total=draft.total,
+            balance_after=balance,
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(Redemption.id)
+    )
+
+
+def _items_json(lines: Sequence[BasketLine]) -> list[dict[str, Any]]:
+    return [
+        {"item": line.item, "quantity": line.quantity, "unit_price": line.unit_price}
+        for line in lines
+    ]
 
 
 async def _why_refused(
@@ -362,65 +406,68 @@ async def _why_refused(
 
 
 async def confirm(session: AsyncSession, draft: RedemptionDraft, now: datetime) -> ConfirmOutcome:
-    """Debit the family and record the redemption, exactly once per idempotency key."""
-    if draft.total <= 0:
+    """Debit the family and record the redemption, exactly once per idempotency key.
+
+    Runs in the caller's transaction, in this order: use the code (one statement that
+    only an unused, unexpired code passes), debit (one statement that cannot overdraw),
+    claim the idempotency key (insert-if-absent), then the ledger and audit rows. A
+    refused step undoes the earlier steps of this same transaction, so nothing of a
+    refused confirmation is ever visible; concurrent duplicates wait on the row locks
+    and then find the code used or the key taken.
+    """
+    total = draft.total
+    if total <= 0:
         return ConfirmOutcome(ConfirmResult.EMPTY)
-    if (done := await redemption_by_key(session, draft.key)) is not None:
-        return ConfirmOutcome(ConfirmResult.ALREADY_CONFIRMED, done)
-    redemption = Redemption(
-        idempotency_key=draft.key,
-        ewarong_code=draft.ewarong_code,
-        agent_telegram_id=draft.agent_telegram_id,
-        beneficiary_id=draft.beneficiary_id,
-        shopping_code_id=draft.shopping_code_id,
-        agent_attested=draft.agent_attested,
-        items=[
-            {"item": line.item, "quantity": line.quantity, "unit_price": line.unit_price}
-            for line in draft.lines
-        ],
-        total=draft.total,
-        balance_after=0,
-        created_at=now,
-    )
-    savepoint = await session.begin_nested()
-    try:
-        session.add(redemption)
-        await session.flush()  # claims the idempotency key (unique)
-        code_ok = draft.shopping_code_id is None or await _consume_code(
-            session, draft.shopping_code_id, now
-        )
-        balance = await _debit(session, draft.beneficiary_id, draft.total) if code_ok else None
-        if balance is None:
-            await savepoint.rollback()
-            return await _why_refused(session, draft, now)
-        redemption.balance_after = balance
-        session.add(
-            LedgerEntry(
-                beneficiary_id=draft.beneficiary_id,
-                kind=REDEMPTION,
-                amount=-draft.total,
-                balance_after=balance,
-                idempotency_key=f"redemption:{draft.key}",
-                redemption_id=redemption.id,
-                reference=draft.ewarong_code,
-                created_at=now,
-            )
-        )
-        await session.flush()
-        await savepoint.commit()
-    except IntegrityError:
-        await savepoint.rollback()  # a concurrent confirmation took the key first
+    code_id = draft.shopping_code_id
+    if code_id is not None and not await _consume_code(session, code_id, now):
         return await _why_refused(session, draft, now)
-    await audit.record(
+    balance = await _debit(session, draft.beneficiary_id, total)
+    if balance is None:
+        if code_id is not None:
+            await _release_code(session, code_id)
+        return await _why_refused(session, draft, now)
+    redemption_id = await _claim(session, draft, balance, now)
+    if redemption_id is None:  # the same button, pressed twice: the first one won
+        await _credit_back(session, draft.beneficiary_id, total)
+        if code_id is not None:
+            await _release_code(session, code_id)
+        return await _why_refused(session, draft, now)
+    await session.execute(
+        insert(LedgerEntry.__table__).values(
+            beneficiary_id=draft.beneficiary_id,
+            kind=REDEMPTION,
+            amount=-total,
+            balance_after=balance,
+            idempotency_key=f"redemption:{draft.key}",
+            redemption_id=redemption_id,
+            reference=draft.ewarong_code,
+            created_at=now,
+        )
+    )
+    await audit.record_fast(
         session,
         "redemption.confirmed",
         actor=draft.agent_telegram_id,
         subject_type="redemption",
-        subject_id=redemption.id,
+        subject_id=redemption_id,
+        now=now,
         ewarong=draft.ewarong_code,
-        total=draft.total,
+        total=total,
         attested=draft.agent_attested,
     )
+    redemption = Redemption(
+        id=redemption_id,
+        idempotency_key=draft.key,
+        ewarong_code=draft.ewarong_code,
+        agent_telegram_id=draft.agent_telegram_id,
+        beneficiary_id=draft.beneficiary_id,
+        shopping_code_id=code_id,
+        agent_attested=draft.agent_attested,
+        items=_items_json(draft.lines),
+        total=total,
+        balance_after=balance,
+        created_at=now,
+    )  # a detached copy of the stored row, for receipts
     return ConfirmOutcome(ConfirmResult.CONFIRMED, redemption)
 
 
@@ -465,8 +512,8 @@ async def dispute(
     redemption = await session.get(Redemption, redemption_id)
     if redemption is None or redemption.beneficiary_id != beneficiary_id:
         return DisputeResult.NOT_YOURS
-    if redemption.disputed_at is not None:
-        return DisputeResult.ALREADY
+    if redemption.disputed_at is not None or redemption.reversed_at is not None:
+        return DisputeResult.ALREADY  # reported before, or already given back
     redemption.disputed_at = now
     wallet = await _wallet(session, beneficiary_id)
     wallet.frozen = True

@@ -608,9 +608,13 @@ class ChatPane {
     for (const row of keyboard.keyboard) {
       const line = el("div", { className: "reply-row" });
       for (const button of row) {
-        const node = el("button", { type: "button", className: "reply-button", text: button.text });
-        if (button.request_contact) node.classList.add("request-contact");
-        if (button.request_location) node.classList.add("request-location");
+        const icon = button.request_contact ? "☎" : button.request_location ? "📍" : null;
+        const node = el(
+          "button",
+          { type: "button", className: "reply-button" },
+          icon ? el("span", { className: "reply-icon", "aria-hidden": "true", text: icon }) : null,
+          button.text,
+        );
         node.addEventListener("click", () => this.pressReply(button));
         line.append(node);
       }
