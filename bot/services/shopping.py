@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.services import audit
@@ -405,6 +406,109 @@ async def _why_refused(
     return ConfirmOutcome(ConfirmResult.INSUFFICIENT)
 
 
+# On PostgreSQL the happy path is ONE statement (data-modifying CTEs): use the code,
+# debit, claim the key, write the ledger and audit rows. Each step only runs on the
+# previous step's RETURNING, so the order and the guards are the same as below.
+_CONFIRM_PG = text(
+    """
+WITH code AS (
+    UPDATE shopping_codes SET used_at = :now
+    WHERE id = :code_id AND used_at IS NULL AND voided_at IS NULL AND expires_at > :now
+    RETURNING id
+), debit AS (
+    UPDATE bpnt_wallets SET balance = balance - :total
+    WHERE beneficiary_id = :beneficiary_id AND balance >= :total
+      AND NOT locked AND NOT frozen
+      AND (CAST(:code_id AS BIGINT) IS NULL OR EXISTS (SELECT 1 FROM code))
+    RETURNING balance
+), claim AS (
+    INSERT INTO redemptions (idempotency_key, ewarong_code, agent_telegram_id,
+        beneficiary_id, shopping_code_id, agent_attested, items, total, balance_after,
+        created_at)
+    SELECT :key, :ewarong_code, :agent, :beneficiary_id, :code_id, :attested,
+        CAST(:items AS JSON), :total, debit.balance, :now
+    FROM debit
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id, balance_after
+), ledger AS (
+    INSERT INTO ledger_entries (beneficiary_id, kind, amount, balance_after,
+        idempotency_key, redemption_id, reference, created_at)
+    SELECT :beneficiary_id, 'redemption', -CAST(:total AS BIGINT), claim.balance_after,
+        'redemption:' || :key, claim.id, :ewarong_code, :now
+    FROM claim
+    RETURNING id
+), audited AS (
+    INSERT INTO audit_events (created_at, actor_telegram_id, action, subject_type,
+        subject_id, details)
+    SELECT :now, :agent, 'redemption.confirmed', 'redemption', CAST(claim.id AS TEXT),
+        CAST(:details AS JSON)
+    FROM claim
+)
+SELECT (SELECT COUNT(*) FROM code), (SELECT balance FROM debit), (SELECT id FROM claim)
+"""
+)
+
+
+async def _confirm_postgresql(
+    session: AsyncSession, draft: RedemptionDraft, now: datetime
+) -> tuple[bool, int | None, int | None]:
+    """(code used, balance after the debit, redemption id) from the one-statement path."""
+    row = (
+        await session.execute(
+            _CONFIRM_PG,
+            {
+                "now": now,
+                "code_id": draft.shopping_code_id,
+                "total": draft.total,
+                "beneficiary_id": draft.beneficiary_id,
+                "key": draft.key,
+                "ewarong_code": draft.ewarong_code,
+                "agent": draft.agent_telegram_id,
+                "attested": draft.agent_attested,
+                "items": json.dumps(_items_json(draft.lines)),
+                "details": json.dumps(_audit_details(draft)),
+            },
+        )
+    ).one()
+    return bool(row[0]), row[1], row[2]
+
+
+def _audit_details(draft: RedemptionDraft) -> dict[str, Any]:
+    return {"ewarong": draft.ewarong_code, "total": draft.total, "attested": draft.agent_attested}
+
+
+async def _confirm_stepwise(
+    session: AsyncSession, draft: RedemptionDraft, now: datetime
+) -> tuple[bool, int | None, int | None]:
+    """The same steps as `_CONFIRM_PG`, one statement each (SQLite)."""
+    code_id = draft.shopping_code_id
+    if code_id is not None and not await _consume_code(session, code_id, now):
+        return False, None, None
+    balance = await _debit(session, draft.beneficiary_id, draft.total)
+    if balance is None:
+        return True, None, None
+    redemption_id = await _claim(session, draft, balance, now)
+    if redemption_id is None:
+        return True, balance, None
+    await session.execute(
+        insert(LedgerEntry.__table__).values(
+            beneficiary_id=draft.beneficiary_id,
+            kind=REDEMPTION,
+            amount=-draft.total,
+            balance_after=balance,
+            idempotency_key=f"redemption:{draft.key}",
+            redemption_id=redemption_id,
+            reference=draft.ewarong_code,
+            created_at=now,
+        )
+    )
+    await audit.record_fast(
+        session, "redemption.confirmed", actor=draft.agent_telegram_id,
+        subject_type="redemption", subject_id=redemption_id, now=now, **_audit_details(draft),
+    )  # fmt: skip
+    return True, balance, redemption_id
+
+
 async def confirm(session: AsyncSession, draft: RedemptionDraft, now: datetime) -> ConfirmOutcome:
     """Debit the family and record the redemption, exactly once per idempotency key.
 
@@ -415,56 +519,26 @@ async def confirm(session: AsyncSession, draft: RedemptionDraft, now: datetime) 
     refused confirmation is ever visible; concurrent duplicates wait on the row locks
     and then find the code used or the key taken.
     """
-    total = draft.total
-    if total <= 0:
+    if draft.total <= 0:
         return ConfirmOutcome(ConfirmResult.EMPTY)
-    code_id = draft.shopping_code_id
-    if code_id is not None and not await _consume_code(session, code_id, now):
+    steps = _confirm_postgresql if session.bind.dialect.name == "postgresql" else _confirm_stepwise
+    code_used, balance, redemption_id = await steps(session, draft, now)
+    if redemption_id is None:  # refused at some step: undo the steps that did run
+        if balance is not None:  # the same button pressed twice: the first one won
+            await _credit_back(session, draft.beneficiary_id, draft.total)
+        if code_used and draft.shopping_code_id is not None:
+            await _release_code(session, draft.shopping_code_id)
         return await _why_refused(session, draft, now)
-    balance = await _debit(session, draft.beneficiary_id, total)
-    if balance is None:
-        if code_id is not None:
-            await _release_code(session, code_id)
-        return await _why_refused(session, draft, now)
-    redemption_id = await _claim(session, draft, balance, now)
-    if redemption_id is None:  # the same button, pressed twice: the first one won
-        await _credit_back(session, draft.beneficiary_id, total)
-        if code_id is not None:
-            await _release_code(session, code_id)
-        return await _why_refused(session, draft, now)
-    await session.execute(
-        insert(LedgerEntry.__table__).values(
-            beneficiary_id=draft.beneficiary_id,
-            kind=REDEMPTION,
-            amount=-total,
-            balance_after=balance,
-            idempotency_key=f"redemption:{draft.key}",
-            redemption_id=redemption_id,
-            reference=draft.ewarong_code,
-            created_at=now,
-        )
-    )
-    await audit.record_fast(
-        session,
-        "redemption.confirmed",
-        actor=draft.agent_telegram_id,
-        subject_type="redemption",
-        subject_id=redemption_id,
-        now=now,
-        ewarong=draft.ewarong_code,
-        total=total,
-        attested=draft.agent_attested,
-    )
     redemption = Redemption(
         id=redemption_id,
         idempotency_key=draft.key,
         ewarong_code=draft.ewarong_code,
         agent_telegram_id=draft.agent_telegram_id,
         beneficiary_id=draft.beneficiary_id,
-        shopping_code_id=code_id,
+        shopping_code_id=draft.shopping_code_id,
         agent_attested=draft.agent_attested,
         items=_items_json(draft.lines),
-        total=total,
+        total=draft.total,
         balance_after=balance,
         created_at=now,
     )  # a detached copy of the stored row, for receipts
