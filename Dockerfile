@@ -10,7 +10,8 @@ COPY models ./models
 COPY migrations ./migrations
 COPY locales ./locales
 COPY data ./data
-RUN pip install --no-cache-dir . \
+# Editable, so locales/, data/ and migrations/ are found beside the code in /app.
+RUN pip install --no-cache-dir -e . \
     && useradd --create-home --uid 10001 bansos
 USER bansos
 

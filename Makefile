@@ -14,12 +14,21 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Start the bot (long polling). Migrates the embedded SQLite database and loads
-## the region list the first time.
+## Start the bot. With BOT_TOKEN: long polling against Telegram (or TELEGRAM_API_URL),
+## after migrating the database and loading the region list the first time.
+## Without BOT_TOKEN: the local sandbox (emulator + real bot + web chat) on
+## http://127.0.0.1:8080 with demo data in ./sandbox.db.
+## (BOT_TOKEN may also come from .env: the settings decide, not make.)
 run: install
-	$(BIN)/bansos-bot db upgrade
-	$(BIN)/bansos-bot import regions --if-empty
-	$(BIN)/bansos-bot run
+	@if $(BIN)/python -c "import sys; from bot.settings import Settings; \
+		sys.exit(0 if Settings().bot_token else 1)"; then \
+		$(BIN)/bansos-bot db upgrade && \
+		$(BIN)/bansos-bot import regions --if-empty && \
+		exec $(BIN)/bansos-bot run; \
+	else \
+		echo "No BOT_TOKEN: starting the local sandbox (see README)."; \
+		exec $(BIN)/bansos-bot sandbox; \
+	fi
 
 ## The whole suite: SQLite + memory by default; PostgreSQL + Redis when
 ## TEST_DATABASE_URL / TEST_REDIS_URL are set (CI sets both).

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import select
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -119,6 +120,21 @@ async def _linked_to(sandbox: Sandbox, telegram_id: int) -> str | None:
             return beneficiary.name if beneficiary else None
     finally:
         await engine.dispose()
+
+
+class SandboxUser(ChatUser):
+    """A persona acting through the emulator, waiting until the bot has answered."""
+
+    def __init__(self, sandbox: Sandbox, client: EmulatorClient, key: str) -> None:
+        persona = persona_by_key(key)
+        assert persona is not None
+        super().__init__(client, persona.telegram_id, persona.first_name, persona.phone_number)
+        self.sandbox = sandbox
+
+    async def _act(self, path: str, body: dict[str, Any]) -> list[Any]:
+        sent = await self.client.request("POST", f"/users/{self.id}/{path}", json=body)
+        await self.sandbox.wait_handled(sent["update_id"])
+        return await self.changed_since(sent["seq"])
 
 
 # --------------------------------------------------------------------------- emulator listener
@@ -362,18 +378,18 @@ async def test_documents_the_bot_sends_are_offered_as_downloads(
     form.add_field("chat_id", str(SITI.telegram_id))
     form.add_field("caption", "Rekap <b>hari ini</b>")
     form.add_field("parse_mode", "HTML")
-    form.add_field("document", b"nik,jumlah\n0003,200000\n", filename="rekap transaksi.csv")
+    form.add_field("document", b"nik,jumlah\n0003,200000\n", filename="rekap_mei.csv")
     async with http.post(f"{sandbox.emulator_url}/bot{SANDBOX_TOKEN}/sendDocument", data=form) as r:
         message_id = (await r.json())["result"]["message_id"]
     _, chat = await _json(http, "GET", f"{sandbox.url}/api/chats/siti")
     document = next(m for m in chat["messages"] if m["message_id"] == message_id)
-    assert document["document"]["file_name"] == "rekap transaksi.csv"
+    assert document["document"]["file_name"] == "rekap_mei.csv"
     assert "file_id" not in document["document"] and document["text"] == "Rekap hari ini"
     async with http.get(f"{sandbox.url}/api/chats/siti/files/{message_id}") as response:
         assert response.status == 200
         assert await response.read() == b"nik,jumlah\n0003,200000\n"
         disposition = response.headers["Content-Disposition"]
-        assert disposition.startswith("attachment;") and "rekap%20transaksi.csv" in disposition
+        assert disposition.startswith("attachment;") and 'filename="rekap_mei.csv"' in disposition
     # Another persona's chat has no such file.
     async with http.get(f"{sandbox.url}/api/chats/budi/files/{message_id}") as response:
         assert response.status == 404
@@ -382,7 +398,7 @@ async def test_documents_the_bot_sends_are_offered_as_downloads(
 async def test_reset_restores_the_demo_and_the_bot_keeps_answering(sandbox: Sandbox) -> None:
     budi_identity = next(p for p in sandbox.identities if p.name == "Budi Santoso")
     async with EmulatorClient(sandbox.emulator_url) as client:
-        budi = ChatUser(client, BUDI.telegram_id, BUDI.first_name, BUDI.phone_number)
+        budi = SandboxUser(sandbox, client, "budi")
         await budi.send("/start")
         await budi.press("Hubungkan akun KPM")
         await budi.press("Bagikan nomor HP saya")
@@ -391,7 +407,7 @@ async def test_reset_restores_the_demo_and_the_bot_keeps_answering(sandbox: Sand
         assert "Budi S***" in replies[-1].text
         assert await _linked_to(sandbox, BUDI.telegram_id) == "Budi Santoso"
         # Half-way through linking, in another chat: FSM state that must not survive.
-        nur = ChatUser(client, 7100003, "Nur", "+6285298765432")
+        nur = SandboxUser(sandbox, client, "nur")
         await nur.send("/start")
         await nur.press("Link KPM account")
 
@@ -410,7 +426,7 @@ async def test_reset_restores_the_demo_and_the_bot_keeps_answering(sandbox: Sand
         assert "Hubungkan akun KPM" in (await budi.reply_keyboard() or [])
         replies = await nur.send("3204105507850003")  # no longer in the linking flow
         assert "Step 2" not in replies[-1].text and "Step 3" not in replies[-1].text
-        siti = ChatUser(client, SITI.telegram_id, SITI.first_name, SITI.phone_number)
+        siti = SandboxUser(sandbox, client, "siti")
         await siti.send("/start")
         status = (await siti.press("Status bantuan"))[-1].text
         assert "Rp" in status and "Siti A***" in status
@@ -499,23 +515,55 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _read_until(process: subprocess.Popen[str], marker: str, seconds: float) -> str:
-    """Read the process's stdout until a line contains `marker` (fail after `seconds`)."""
-    assert process.stdout is not None
-    output = ""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stdout], [], [], 0.2)
-        if ready:
-            line = process.stdout.readline()
-            if not line and process.poll() is not None:
+def _processes_mentioning(text: str) -> list[int]:
+    """Ids of live processes whose command line contains `text`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+class OutputReader:
+    """Collects a process's stdout lines in a thread, so waiting never blocks the test."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen = ""
+        self._thread = threading.Thread(target=self._pump, args=(process.stdout,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, stream: Any) -> None:
+        for line in stream:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def until(self, marker: str, seconds: float) -> str:
+        """Lines up to the first one containing `marker`; fail after `seconds` or at EOF."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
                 break
-            output += line
+            if line is None:
+                break
+            self.seen += line
             if marker in line:
-                return output
-        elif process.poll() is not None:
-            break
-    raise AssertionError(f"{marker!r} not printed in {seconds}s; output so far:\n{output}")
+                return self.seen
+        raise AssertionError(f"{marker!r} not printed in {seconds}s; output:\n{self.seen}")
+
+    def rest(self, seconds: float = 10) -> str:
+        """Everything printed until the process closed its output."""
+        self._thread.join(seconds)
+        while not self.lines.empty():
+            self.seen += self.lines.get_nowait() or ""
+        return self.seen
 
 
 def test_cli_sandbox_serves_until_sigterm_then_exits_cleanly(tmp_path: Path) -> None:
@@ -533,10 +581,11 @@ def test_cli_sandbox_serves_until_sigterm_then_exits_cleanly(tmp_path: Path) -> 
         stderr=subprocess.STDOUT,
         text=True,
     )
+    output = OutputReader(process)
     try:
-        output = _read_until(process, "Sandbox ready", 90)
+        printed = output.until("Sandbox ready", 90)
         url = f"http://127.0.0.1:{port}"
-        assert url in output and "Siti Aminah" in output and "Admin Nasional" in output
+        assert url in printed and "Siti Aminah" in printed and "Admin Nasional" in printed
 
         async def probe() -> None:
             async with aiohttp.ClientSession() as http:
@@ -549,13 +598,20 @@ def test_cli_sandbox_serves_until_sigterm_then_exits_cleanly(tmp_path: Path) -> 
         assert _children(process.pid) == []  # one process: no helpers to leak
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
-        assert process.stdout is not None
-        rest = process.stdout.read()
-        assert "Sandbox stopped." in rest
+        assert "Sandbox stopped." in output.rest()
         assert _port_is_free(port)
+        assert _processes_mentioning(str(tmp_path)) == []  # nothing left behind, even orphans
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
         if process.stdout is not None:
             process.stdout.close()
+
+
+def test_download_names_survive_quotes_and_non_ascii() -> None:
+    from bot.sandbox.web import _attachment
+
+    header = _attachment('Rekap "Mei"—2026.csv')
+    assert header.startswith('attachment; filename="Rekap _Mei__2026.csv"; ')
+    assert header.endswith("filename*=UTF-8''Rekap%20%22Mei%22%E2%80%942026.csv")

@@ -5,24 +5,10 @@ plus an optional *setup hook* that puts the database into the state the persona
 promises, e.g. "KPM, already linked". The sandbox runs every hook after the demo
 registry is generated, on start and again after a reset; hooks must be idempotent.
 
-Adding a role is one entry in ``PERSONAS`` with a hook. The e-Warong agent and
-partner-organisation roles arrive with their own issues; when they do, add::
-
-    Persona(
-        key="agen",
-        telegram_id=7100005,
-        first_name="Agen",
-        last_name="e-Warong",
-        language_code="id",
-        phone_number="+6281311110005",
-        description_id="Agen e-Warong (EW-3204-001)",
-        description_en="e-Warong agent (EW-3204-001)",
-        role="agent",
-        setup=agent_of("EW-3204-001"),  # grants the role bound to that e-Warong code
-    )
-
-and likewise ``role="partner"`` with ``setup=staff_of("IPWL-...")`` for "Staf mitra".
-The page lists whatever is in ``PERSONAS``; nothing else needs to change.
+Adding a role is one entry in ``PERSONAS`` with a hook: the e-Warong agent is
+``setup=agent_of("EW-3204-001")``; the partner organisation's staff member will be
+``role="partner"`` with ``setup=staff_of("IPWL-...")`` when partner organisations
+exist. The page lists whatever is in ``PERSONAS``; nothing else needs to change.
 
 ``PLACES`` are points a persona can share with the "share location" button.
 Identities shown to type (NIK, birth date, phone) come from the demo registry
@@ -42,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.services import accounts, audit
 from bot.services.identity import Hasher
-from models import Account, Beneficiary
+from models import Account, AccountRole, Beneficiary, EWarong
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +53,7 @@ class Persona:
     phone_number: str
     description_id: str
     description_en: str
-    role: str  # "kpm", "admin"; later "agent", "partner"
+    role: str  # "kpm", "agent", "admin"; later "partner"
     setup: PersonaSetup | None = None
     last_name: str | None = None
 
@@ -147,6 +133,27 @@ async def national_admin(session: AsyncSession, hasher: Hasher, persona: Persona
     await accounts.ensure_national_admins(session, [persona.telegram_id])
 
 
+def agent_of(ewarong_code: str) -> PersonaSetup:
+    """A hook that makes the persona an agent of this demo e-Warong."""
+
+    async def setup(session: AsyncSession, hasher: Hasher, persona: Persona) -> None:
+        account = await accounts.get_or_create(session, persona.telegram_id, persona.language_code)
+        if any(r.role == "agent" and r.scope == ewarong_code for r in account.roles):
+            return
+        if await session.get(EWarong, ewarong_code) is None:
+            raise PersonaSetupError(f"{persona.name}: no e-Warong {ewarong_code} in the demo")
+        account.roles.append(
+            AccountRole(telegram_id=persona.telegram_id, role="agent", scope=ewarong_code)
+        )
+        await audit.record(
+            session, "role.granted", subject_type="account", subject_id=persona.telegram_id,
+            role="agent", scope=ewarong_code, source="sandbox",
+        )  # fmt: skip
+        await session.flush()
+
+    return setup
+
+
 # --------------------------------------------------------------------------- the data
 
 PERSONAS: tuple[Persona, ...] = (
@@ -184,6 +191,18 @@ PERSONAS: tuple[Persona, ...] = (
         description_id="KPM berbahasa Inggris, belum terhubung (PKH, Makassar)",
         description_en="KPM in English, not linked yet (PKH, Makassar)",
         role="kpm",
+    ),
+    Persona(
+        key="agen",
+        telegram_id=7100005,
+        first_name="Agus",
+        last_name="Wijaya",
+        language_code="id",
+        phone_number="+6281311110005",
+        description_id="Agen e-Warong Sri Rejeki (EW-3204-001, dekat Siti)",
+        description_en="Agent of e-Warong Sri Rejeki (EW-3204-001, near Siti)",
+        role="agent",
+        setup=agent_of("EW-3204-001"),
     ),
     Persona(
         key="admin",

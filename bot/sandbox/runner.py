@@ -22,7 +22,7 @@ import logging
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiogram import Bot, Dispatcher
 from aiohttp import web
@@ -35,13 +35,24 @@ from bot.db import create_engine, create_sessionmaker, upgrade_database
 from bot.factory import create_bot, create_context, create_dispatcher
 from bot.sandbox.client import EmulatorClient
 from bot.sandbox.emulator import BotApiEmulator
-from bot.sandbox.personas import PERSONAS, PLACES, Persona, Place, admin_ids, seed_personas
+from bot.sandbox.personas import (
+    PERSONAS,
+    PLACES,
+    Persona,
+    Place,
+    admin_ids,
+    persona_by_key,
+    seed_personas,
+)
 from bot.services import demo
 from bot.services.demo import DemoIdentity, generate_demo
 from bot.services.identity import Hasher
 from bot.services.regions import REGION_DATA_DIR, import_regions, region_count
 from bot.settings import DEFAULT_DATABASE_URL, Settings
 from models import Base, Beneficiary
+
+if TYPE_CHECKING:
+    from bot.sandbox.web import WebChat
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +175,7 @@ class Sandbox:
         self.bot: Bot | None = None
         self.dp: Dispatcher | None = None
         self._polling: asyncio.Task[None] | None = None
-        self._web: Any = None  # bot.sandbox.web.WebChat
+        self._web: WebChat | None = None
         self._web_runner: web.AppRunner | None = None
         self._url: str | None = None
         self._reset_lock = asyncio.Lock()
@@ -191,7 +202,7 @@ class Sandbox:
 
     def persona(self, key: str) -> Persona | None:
         """The persona with this key, or None."""
-        return next((persona for persona in self.personas if persona.key == key), None)
+        return persona_by_key(key, self.personas)
 
     async def start(self) -> None:
         """Start emulator, database, bot and web chat; on failure undo what started."""
@@ -239,11 +250,13 @@ class Sandbox:
             raise SandboxError("the sandbox is not running")
         async with self._reset_lock:
             await self._stop_bot()
-            await self.control.reset()
-            await self._wipe_database()
-            await self._seed()
-            await self._register_users()
-            await self._start_bot()
+            try:
+                await self.control.reset()
+                await self._wipe_database()
+                await self._seed()
+                await self._register_users()
+            finally:
+                await self._start_bot()  # the bot runs again even if the reset failed
         log.info("sandbox reset to the demo data")
 
     async def wait_handled(self, update_id: int, seconds: float = 10.0) -> None:
@@ -291,7 +304,8 @@ class Sandbox:
         assert self.settings is not None
         return Hasher(self.settings.resolved_secret_key())
 
-    async def _with_sessionmaker(self) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
+    def _database(self) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
+        """A short-lived engine and session factory for setup work (dispose the engine)."""
         engine = create_engine(self.database_url)
         return engine, create_sessionmaker(engine)
 
@@ -300,7 +314,7 @@ class Sandbox:
         path = _sqlite_file(self.database_url)
         path.parent.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(upgrade_database, self.database_url)
-        engine, sessionmaker = await self._with_sessionmaker()
+        engine, sessionmaker = self._database()
         try:
             async with sessionmaker() as session:
                 regions = await region_count(session)
@@ -317,7 +331,7 @@ class Sandbox:
 
     async def _seed(self) -> None:
         """Generate the demo registry and apply the personas' setup."""
-        engine, sessionmaker = await self._with_sessionmaker()
+        engine, sessionmaker = self._database()
         try:
             identities = await generate_demo(
                 sessionmaker, self._hasher(), families=self.families, seed=self.seed
@@ -328,7 +342,7 @@ class Sandbox:
         await self._seed_personas()
 
     async def _seed_personas(self) -> None:
-        engine, sessionmaker = await self._with_sessionmaker()
+        engine, sessionmaker = self._database()
         try:
             self.setup_problems = await seed_personas(sessionmaker, self._hasher(), self.personas)
         finally:
@@ -341,7 +355,7 @@ class Sandbox:
         and kept when their NIK is found.
         """
         hasher = self._hasher()
-        engine, sessionmaker = await self._with_sessionmaker()
+        engine, sessionmaker = self._database()
         try:
             async with sessionmaker() as session:
                 villages, names = await demo._villages(session)
@@ -371,7 +385,7 @@ class Sandbox:
 
     async def _wipe_database(self) -> None:
         """Empty every table except the reference data (regions, PKH rates)."""
-        engine, _ = await self._with_sessionmaker()
+        engine, _ = self._database()
         try:
             async with engine.begin() as conn:
                 existing = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))

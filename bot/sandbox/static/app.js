@@ -54,6 +54,7 @@ const STRINGS = {
     voice: "Pesan suara",
     video: "Video",
     spoiler: "Klik untuk membuka",
+    stickers: "Kirim stiker",
     failed: "Gagal: {error}",
   },
   en: {
@@ -100,9 +101,12 @@ const STRINGS = {
     voice: "Voice message",
     video: "Video",
     spoiler: "Click to reveal",
+    stickers: "Send a sticker",
     failed: "Failed: {error}",
   },
 };
+
+const STICKERS = ["👍", "🙏", "😊", "❤️", "😢", "🎉"];
 
 const params = new URLSearchParams(window.location.search);
 let uiLang = params.get("lang") === "en" ? "en" : "id";
@@ -136,6 +140,42 @@ function el(tag, props = {}, ...children) {
   }
   node.append(...children.filter((child) => child !== null && child !== undefined));
   return node;
+}
+
+// Icons as inline SVG (no emoji or icon fonts needed): [viewBox paths, filled?]
+const ICONS = {
+  send: [["M3 20.5 21.5 12 3 3.5v6.6L15.5 12 3 13.9z"], true],
+  pin: [["M12 2a7 7 0 0 0-7 7c0 5.2 7 13 7 13s7-7.8 7-13a7 7 0 0 0-7-7zm0 9.6a2.6 2.6 0 1 1 0-5.2 2.6 2.6 0 0 1 0 5.2z"], true],
+  phone: [
+    ["M6.6 10.8a15.1 15.1 0 0 0 6.6 6.6l2.2-2.2c.3-.3.7-.4 1-.2 1.1.4 2.3.6 3.6.6.6 0 1 .4 1 1V20c0 .6-.4 1-1 1A17 17 0 0 1 3 4c0-.6.4-1 1-1h3.5c.6 0 1 .4 1 1 0 1.3.2 2.5.6 3.6.1.3 0 .7-.2 1z"],
+    true,
+  ],
+  download: [["M12 4v11", "M7 10.5l5 5 5-5", "M5 20h14"], false],
+  smile: [["M12 3a9 9 0 1 0 0 18 9 9 0 0 0 0-18z", "M8 14.5c1 1.3 2.3 2 4 2s3-.7 4-2", "M9 9.5h.01", "M15 9.5h.01"], false],
+  keyboard: [["M3 6h18v12H3z", "M7 10h.01M11 10h.01M15 10h.01M7 14h10"], false],
+};
+
+function icon(name) {
+  const [paths, filled] = ICONS[name];
+  const svgNS = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(svgNS, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("aria-hidden", "true");
+  svg.setAttribute("class", `icon icon-${name}`);
+  for (const data of paths) {
+    const path = document.createElementNS(svgNS, "path");
+    path.setAttribute("d", data);
+    if (filled) path.setAttribute("fill", "currentColor");
+    else {
+      path.setAttribute("fill", "none");
+      path.setAttribute("stroke", "currentColor");
+      path.setAttribute("stroke-width", "2");
+      path.setAttribute("stroke-linecap", "round");
+      path.setAttribute("stroke-linejoin", "round");
+    }
+    svg.append(path);
+  }
+  return svg;
 }
 
 async function api(path, body) {
@@ -205,7 +245,9 @@ function entityNode(entity, slice) {
     case "text_link":
     case "url":
     case "email": {
-      const target = entity.type === "text_link" ? entity.url : entity.type === "email" ? `mailto:${slice}` : slice;
+      let target = slice;
+      if (entity.type === "text_link") target = entity.url;
+      if (entity.type === "email") target = `mailto:${slice}`;
       const href = safeHref(target);
       if (!href) return el("span", { className: "link-blocked" });
       return el("a", { href, target: "_blank", rel: "noopener noreferrer nofollow" });
@@ -285,6 +327,7 @@ class ChatPane {
     this.side = side;
     this.persona = null;
     this.source = null;
+    this.buffered = null; // events received while a snapshot is loading
     this.messages = new Map(); // message_id -> {data, node}
     this.keyboard = null;
     this.keyboardOpen = true;
@@ -309,10 +352,15 @@ class ChatPane {
     this.menuButton = find(".menu-button");
     this.menu = find(".commands-menu");
     this.keyboardToggle = find(".keyboard-toggle");
+    this.stickerButton = find(".sticker-button");
+    this.stickerPanel = find(".sticker-panel");
     this.keyboardNode = find(".reply-keyboard");
     this.overlay = find(".overlay");
     this.dialog = find(".dialog");
     applyStaticStrings(this.root);
+    for (const node of this.root.querySelectorAll("[data-icon]")) {
+      node.replaceChildren(icon(node.dataset.icon));
+    }
 
     for (const persona of state.personas) this.select.append(el("option", { value: persona.key }));
     this.renderPersonaOptions();
@@ -323,6 +371,18 @@ class ChatPane {
     });
     this.input.addEventListener("input", () => this.onInput());
     this.menuButton.addEventListener("click", () => this.toggleMenu());
+    for (const emoji of STICKERS) {
+      const send = () => {
+        this.stickerPanel.hidden = true;
+        this.post("messages", { sticker: { emoji } });
+      };
+      const choice = el("button", { type: "button", className: "sticker-choice", text: emoji, onclick: send });
+      this.stickerPanel.append(choice);
+    }
+    this.stickerButton.addEventListener("click", () => {
+      this.closeMenu();
+      this.stickerPanel.hidden = !this.stickerPanel.hidden;
+    });
     this.keyboardToggle.addEventListener("click", () => {
       this.keyboardOpen = !this.keyboardOpen;
       this.renderKeyboard();
@@ -372,37 +432,55 @@ class ChatPane {
     this.source = source;
   }
 
+  /** Replace the chat with a fresh snapshot; events arriving meanwhile are replayed after it. */
   async reload() {
     const key = this.persona.key;
+    this.buffered = [];
     let chat;
     try {
       chat = await api(`/api/chats/${encodeURIComponent(key)}`);
     } catch (error) {
+      this.buffered = null;
       this.toast(t("failed", { error: error.message }));
       return;
     }
     if (key !== this.persona.key) return; // the persona changed meanwhile
+    const later = this.buffered || [];
+    this.buffered = null;
+    this.clearChat();
     for (const message of chat.messages) this.upsert(message, false);
     this.commands = chat.commands || [];
     this.setKeyboard(chat.reply_keyboard, chat.seq, true);
+    const chatEvents = new Set(["message", "callback_answer"]);
+    for (const event of later) if (!chatEvents.has(event.type) || event.seq > chat.seq) this.apply(event);
     this.updateEmpty();
     this.scrollToEnd();
   }
 
-  clear() {
+  clearChat() {
     this.messages.clear();
     this.list.replaceChildren();
     this.pendingButtons.clear();
     this.keyboard = null;
     this.keyboardSeq = -1;
     this.commands = [];
-    this.closeMenu();
-    this.closeDialog();
     this.renderKeyboard();
     this.updateEmpty();
   }
 
+  clear() {
+    this.buffered = null;
+    this.clearChat();
+    this.closeMenu();
+    this.closeDialog();
+  }
+
   onEvent(event) {
+    if (this.buffered) this.buffered.push(event);
+    else this.apply(event);
+  }
+
+  apply(event) {
     switch (event.type) {
       case "message": {
         const isNew = !this.messages.has(event.message.message_id);
@@ -422,7 +500,6 @@ class ChatPane {
         this.clear();
         break;
       case "ready":
-        this.clear();
         this.reload();
         break;
       default:
@@ -482,7 +559,8 @@ class ChatPane {
   renderContent(message) {
     const content = el("div", { className: "content" });
     const caption = () => {
-      if (message.text) content.append(el("div", { className: "text" }, renderRichText(message.text, message.entities)));
+      if (!message.text) return;
+      content.append(el("div", { className: "text" }, renderRichText(message.text, message.entities)));
     };
     switch (message.kind) {
       case "text":
@@ -495,7 +573,7 @@ class ChatPane {
           el(
             "a",
             { className: "document", href, download: doc.file_name || "file" },
-            el("span", { className: "document-icon", "aria-hidden": "true" }, "⬇"),
+            el("span", { className: "document-icon" }, icon("download")),
             el(
               "span",
               { className: "document-info" },
@@ -516,7 +594,7 @@ class ChatPane {
           el(
             "div",
             { className: "location" },
-            el("span", { className: "pin", "aria-hidden": "true" }, "📍"),
+            el("span", { className: "pin" }, icon("pin")),
             el("span", {}, el("strong", { text: title }), el("br"), `${point.latitude}, ${point.longitude}`),
           ),
         );
@@ -530,16 +608,24 @@ class ChatPane {
             "div",
             { className: "contact-card" },
             el("span", { className: "contact-avatar", "aria-hidden": "true" }, (name || "?").slice(0, 1)),
-            el("span", {}, el("strong", { text: name || t("contact") }), el("br"), contact.phone_number || ""),
+            el(
+              "span",
+              {},
+              el("strong", { text: name || t("contact") }),
+              el("br"),
+              contact.phone_number || "",
+            ),
           ),
         );
         break;
       }
       case "sticker":
-        content.append(el("div", { className: "sticker", text: message.sticker?.emoji || "🙂", title: t("sticker") }));
+        content.append(
+          el("div", { className: "sticker", text: message.sticker?.emoji || "?", title: t("sticker") }),
+        );
         break;
       case "photo":
-        content.append(el("div", { className: "media-placeholder", text: `🖼 ${t("photo")}` }));
+        content.append(el("div", { className: "media-placeholder", text: t("photo") }));
         caption();
         break;
       default:
@@ -556,7 +642,8 @@ class ChatPane {
       for (const button of row) {
         if (button.callback_data !== undefined) {
           const node = el("button", { type: "button", className: "inline-button", text: button.text });
-          node.addEventListener("click", () => this.pressInline(message.message_id, button.callback_data, node));
+          const press = () => this.pressInline(message.message_id, button.callback_data, node);
+          node.addEventListener("click", press);
           line.append(node);
         } else if (safeHref(button.url)) {
           line.append(
@@ -569,7 +656,8 @@ class ChatPane {
             }),
           );
         } else {
-          line.append(el("button", { type: "button", className: "inline-button", text: button.text, disabled: true }));
+          const other = { type: "button", className: "inline-button", text: button.text, disabled: true };
+          line.append(el("button", other));
         }
       }
       keyboard.append(line);
@@ -608,11 +696,11 @@ class ChatPane {
     for (const row of keyboard.keyboard) {
       const line = el("div", { className: "reply-row" });
       for (const button of row) {
-        const icon = button.request_contact ? "☎" : button.request_location ? "📍" : null;
+        const symbol = button.request_contact ? "phone" : button.request_location ? "pin" : null;
         const node = el(
           "button",
           { type: "button", className: "reply-button" },
-          icon ? el("span", { className: "reply-icon", "aria-hidden": "true", text: icon }) : null,
+          symbol ? el("span", { className: "reply-icon" }, icon(symbol)) : null,
           button.text,
         );
         node.addEventListener("click", () => this.pressReply(button));
@@ -670,7 +758,8 @@ class ChatPane {
   }
 
   askContact() {
-    this.openDialog(t("shareContactTitle"), [el("p", { text: t("shareContactText", { phone: this.persona.phone_number }) })], [
+    const text = t("shareContactText", { phone: this.persona.phone_number });
+    this.openDialog(t("shareContactTitle"), [el("p", { text })], [
       { label: t("cancel") },
       { label: t("share"), primary: true, action: () => this.post("messages", { contact: true }) },
     ]);
@@ -695,15 +784,18 @@ class ChatPane {
         ),
       );
     }
-    const latitude = el("input", { type: "number", step: "any", min: -90, max: 90, className: "latitude", "aria-label": t("latitude") });
-    const longitude = el("input", { type: "number", step: "any", min: -180, max: 180, className: "longitude", "aria-label": t("longitude") });
+    const number = (name, limit) =>
+      el("input", { type: "number", step: "any", min: -limit, max: limit, "aria-label": t(name) });
+    const latitude = number("latitude", 90);
+    const longitude = number("longitude", 180);
     const coordinates = el(
       "div",
       { className: "coordinates" },
       el("label", {}, t("latitude"), latitude),
       el("label", {}, t("longitude"), longitude),
     );
-    this.openDialog(t("locationTitle"), [el("p", { className: "hint", text: t("locationHint") }), places, coordinates], [
+    const hint = el("p", { className: "hint", text: t("locationHint") });
+    this.openDialog(t("locationTitle"), [hint, places, coordinates], [
       { label: t("cancel") },
       {
         label: t("sendLocation"),
@@ -743,7 +835,12 @@ class ChatPane {
       this.menu.append(
         el(
           "button",
-          { type: "button", className: "menu-item", role: "menuitem", onclick: () => this.sendText(`/${command.command}`) },
+          {
+            type: "button",
+            className: "menu-item",
+            role: "menuitem",
+            onclick: () => this.sendText(`/${command.command}`),
+          },
           el("span", { className: "menu-command", text: `/${command.command}` }),
           el("span", { className: "menu-description", text: command.description }),
         ),
@@ -817,7 +914,11 @@ function renderIdentities() {
       el("dt", { text: t("birthDate") }),
       el("dd", {}, value("birth_date", person.birth_date)),
       el("dt", { text: t("phone") }),
-      el("dd", {}, person.phone ? value("phone", person.phone) : el("span", { className: "muted", text: t("noPhone") })),
+      el(
+        "dd",
+        {},
+        person.phone ? value("phone", person.phone) : el("span", { className: "muted", text: t("noPhone") }),
+      ),
       el("dt", { text: t("village") }),
       el("dd", { text: `${person.village} (${person.zone})` }),
     );
@@ -825,7 +926,12 @@ function renderIdentities() {
       el(
         "li",
         { className: "identity", dataset: { name: person.name } },
-        el("div", { className: "identity-name" }, el("strong", { text: person.name }), el("span", { className: "programs", text: person.programs.join(" + ") })),
+        el(
+          "div",
+          { className: "identity-name" },
+          el("strong", { text: person.name }),
+          el("span", { className: "programs", text: person.programs.join(" + ") }),
+        ),
         details,
       ),
     );
