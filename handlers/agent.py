@@ -346,27 +346,32 @@ async def _send_family_receipt(
         log.warning("family receipt not delivered: %s", type(error).__name__)
 
 
-async def today(
-    message: Message, session: AsyncSession, agent_scope: str, locale: str, ctx: AppContext
-) -> None:
+async def _todays_report(
+    message: Message, session: AsyncSession, agent_scope: str, ctx: AppContext
+) -> shopping.DayReport | None:
+    """Today's report of the agent's e-Warong (its own time zone), or None after telling why."""
     ewarong = await get_ewarong(session, agent_scope)
     if ewarong is None:
         await message.answer(_("Your e-Warong is not in the register any more."))
-        return
+        return None
     day = shopping.local_day(ctx.now(), ewarong.village_code)
-    report = await shopping.day_report(session, ewarong, day)
-    await message.answer(views.day_report(report, locale))
+    return await shopping.day_report(session, ewarong, day)
+
+
+async def today(
+    message: Message, session: AsyncSession, agent_scope: str, locale: str, ctx: AppContext
+) -> None:
+    if report := await _todays_report(message, session, agent_scope, ctx):
+        await message.answer(views.day_report(report, locale))
 
 
 async def export(
     message: Message, session: AsyncSession, agent_scope: str, ctx: AppContext
 ) -> None:
-    ewarong = await get_ewarong(session, agent_scope)
-    if ewarong is None:
-        await message.answer(_("Your e-Warong is not in the register any more."))
+    report = await _todays_report(message, session, agent_scope, ctx)
+    if report is None:
         return
-    day = shopping.local_day(ctx.now(), ewarong.village_code)
-    report = await shopping.day_report(session, ewarong, day)
+    ewarong, day = report.ewarong, report.day
     content = await shopping.export_csv(session, report)
     await message.answer_document(
         BufferedInputFile(content, filename=f"redemptions-{ewarong.code}-{day.isoformat()}.csv"),

@@ -231,7 +231,7 @@ async def test_sandbox_starts_serves_pages_and_stops_freeing_its_ports(tmp_path:
                     assert response.status == 200
             status, body = await _json(http, "GET", box.url + "/api/personas")
             assert status == 200
-            assert [p["key"] for p in body["personas"]] == ["siti", "budi", "nur", "admin"]
+            assert [p["key"] for p in body["personas"]] == ["siti", "budi", "nur", "agen", "admin"]
             status, body = await _json(http, "GET", box.url + "/api/identities")
             siti = body["identities"][0]
             assert siti["nik"] == "3204105507850003" and siti["birth_date"] == "15-07-1985"
@@ -453,7 +453,10 @@ async def test_reset_over_the_web_api_tells_open_pages(
 
 async def test_persona_setup_problems_are_reported_not_fatal(sessionmaker) -> None:  # type: ignore[no-untyped-def]
     problems = await seed_personas(sessionmaker, Hasher(TEST_SECRET.encode()), PERSONAS)
-    assert problems == ["Siti Aminah: the family is not in the registry"]
+    assert problems == [
+        "Siti Aminah: the family is not in the registry",
+        "Agus Wijaya: no e-Warong EW-3204-001 in the demo",
+    ]
     async with sessionmaker() as session:
         admin = await session.get(Account, 7100004)
         assert admin is not None and [r.role for r in admin.roles] == ["admin"]

@@ -361,21 +361,26 @@ async def _claim(
     """Insert the redemption unless its idempotency key exists; its id, or None if taken."""
     return await session.scalar(
         dialect_insert(session)(Redemption.__table__)
-        .values(
-            idempotency_key=draft.key,
-            ewarong_code=draft.ewarong_code,
-            agent_telegram_id=draft.agent_telegram_id,
-            beneficiary_id=draft.beneficiary_id,
-            shopping_code_id=draft.shopping_code_id,
-            agent_attested=draft.agent_attested,
-            items=_items_json(draft.lines),
-            total=draft.total,
-            balance_after=balance,
-            created_at=now,
-        )
+        .values(**_redemption_row(draft, balance, now))
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
         .returning(Redemption.id)
     )
+
+
+def _redemption_row(draft: RedemptionDraft, balance: int, now: datetime) -> dict[str, Any]:
+    """The stored redemption's columns (but its id)."""
+    return {
+        "idempotency_key": draft.key,
+        "ewarong_code": draft.ewarong_code,
+        "agent_telegram_id": draft.agent_telegram_id,
+        "beneficiary_id": draft.beneficiary_id,
+        "shopping_code_id": draft.shopping_code_id,
+        "agent_attested": draft.agent_attested,
+        "items": _items_json(draft.lines),
+        "total": draft.total,
+        "balance_after": balance,
+        "created_at": now,
+    }
 
 
 def _items_json(lines: Sequence[BasketLine]) -> list[dict[str, Any]]:
@@ -529,19 +534,9 @@ async def confirm(session: AsyncSession, draft: RedemptionDraft, now: datetime) 
         if code_used and draft.shopping_code_id is not None:
             await _release_code(session, draft.shopping_code_id)
         return await _why_refused(session, draft, now)
-    redemption = Redemption(
-        id=redemption_id,
-        idempotency_key=draft.key,
-        ewarong_code=draft.ewarong_code,
-        agent_telegram_id=draft.agent_telegram_id,
-        beneficiary_id=draft.beneficiary_id,
-        shopping_code_id=draft.shopping_code_id,
-        agent_attested=draft.agent_attested,
-        items=_items_json(draft.lines),
-        total=draft.total,
-        balance_after=balance,
-        created_at=now,
-    )  # a detached copy of the stored row, for receipts
+    assert balance is not None
+    # A detached copy of the stored row, for receipts (no extra SELECT).
+    redemption = Redemption(id=redemption_id, **_redemption_row(draft, balance, now))
     return ConfirmOutcome(ConfirmResult.CONFIRMED, redemption)
 
 
