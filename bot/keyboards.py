@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import (
     InlineKeyboardButton,
@@ -48,6 +50,57 @@ class AdminDisputeCB(CallbackData, prefix="adsp"):
     redemption: int
 
 
+class NapzaCB(CallbackData, prefix="npz"):
+    step: str  # go | whom | age | help | region | urgent | note | consent
+    value: str = ""
+
+
+class PartnerCB(CallbackData, prefix="prt"):
+    action: str  # accept | decline | reply | close
+    request: int
+
+
+class OutcomeCB(CallbackData, prefix="out"):
+    request: int
+    outcome: str
+
+
+class RelayCB(CallbackData, prefix="rly"):
+    request: int
+
+
+class TicketCB(CallbackData, prefix="tkt"):
+    ticket: str
+
+
+def choices(step: str, options: dict[Any, Any], columns: int = 1) -> InlineKeyboardMarkup:
+    """One button per option of a question; the value is the option's key."""
+    buttons = [
+        InlineKeyboardButton(
+            text=str(label), callback_data=NapzaCB(step=step, value=str(key).lower()).pack()
+        )
+        for key, label in options.items()
+    ]
+    return InlineKeyboardMarkup(
+        inline_keyboard=[buttons[i : i + columns] for i in range(0, len(buttons), columns)]
+    )
+
+
+def rows(buttons: list[tuple[str, str]]) -> InlineKeyboardMarkup:
+    """One inline button per row, from (label, callback data) pairs."""
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [InlineKeyboardButton(text=label, callback_data=data)] for label, data in buttons
+        ]
+    )
+
+
+def single(label: str, data: str) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[[InlineKeyboardButton(text=label, callback_data=data)]]
+    )
+
+
 def _reply(rows: list[list[str]], placeholder: str | None = None) -> ReplyKeyboardMarkup:
     return ReplyKeyboardMarkup(
         keyboard=[[KeyboardButton(text=label) for label in row] for row in rows],
@@ -67,10 +120,10 @@ def main_menu(account: Account | None) -> ReplyKeyboardMarkup:
     if account is not None and account.beneficiary_id is not None:
         rows.append([str(texts.BTN_STATUS), str(texts.BTN_SHOPPING_CODE)])
         rows.append([str(texts.BTN_NEARBY), str(texts.BTN_SHOPPING_LOCK)])
-        rows.append([str(texts.BTN_ERASE)])
+        rows.append([str(texts.BTN_NAPZA), str(texts.BTN_ERASE)])
     else:
         rows.append([str(texts.BTN_LINK)])
-        rows.append([str(texts.BTN_NEARBY)])
+        rows.append([str(texts.BTN_NEARBY), str(texts.BTN_NAPZA)])
     rows.append([str(texts.BTN_HELP), str(texts.BTN_LANGUAGE)])
     return _reply(rows)
 

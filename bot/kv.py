@@ -22,6 +22,9 @@ class KeyValueStore(Protocol):
     async def incr(self, key: str, ttl: float) -> int:
         """Add one to the counter at `key`; the first increment starts its `ttl`."""
 
+    async def expire(self, key: str, ttl: float) -> None:
+        """Let `key` live `ttl` more seconds from now."""
+
     async def get_int(self, key: str) -> int:
         """The counter at `key`, 0 when absent or expired."""
 
@@ -66,6 +69,10 @@ class MemoryStore:
         self._values[key] = (value + 1, expires)
         return value + 1
 
+    async def expire(self, key: str, ttl: float) -> None:
+        if (item := self._live(key)) is not None:
+            self._values[key] = (item[0], self._now() + ttl)
+
     async def get_int(self, key: str) -> int:
         item = self._live(key)
         return item[0] if item else 0
@@ -103,6 +110,9 @@ class RedisStore:
             pipe.pexpire(full, int(ttl * 1000), nx=True)
             value, _ = await pipe.execute()
         return int(value)
+
+    async def expire(self, key: str, ttl: float) -> None:
+        await self._redis.pexpire(self._prefix + key, int(ttl * 1000))
 
     async def get_int(self, key: str) -> int:
         value = await self._redis.get(self._prefix + key)

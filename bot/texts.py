@@ -20,6 +20,8 @@ BTN_SHOPPING_CODE = __("Shopping code")
 BTN_NEARBY = __("Nearest e-Warong")
 BTN_SHOPPING_LOCK = __("Shopping lock")
 BTN_SHARE_LOCATION = __("Share my location")
+BTN_NAPZA = __("Napza help")
+BTN_MY_TICKETS = __("My tickets")
 # e-Warong agents
 BTN_NEW_REDEMPTION = __("New transaction")
 BTN_TODAY = __("Today's transactions")
@@ -66,3 +68,32 @@ LEDGER_KIND_NAMES = {
 }
 
 LANGUAGE_NAMES = {"id": "Bahasa Indonesia", "en": "English"}
+
+FOR_WHOM_NAMES = {"self": __("Myself"), "family": __("A family member")}
+AGE_GROUP_NAMES = {
+    "under_18": __("Under 18"),
+    "18_25": __("18–25"),
+    "26_40": __("26–40"),
+    "over_40": __("Over 40"),
+}
+HELP_TYPE_NAMES = {
+    "konseling": __("Counselling (konseling)"),
+    "rawat_jalan": __("Outpatient care (rawat jalan)"),
+    "rawat_inap": __("Inpatient care (rawat inap)"),
+    "informasi": __("Information"),
+}
+URGENCY_NAMES = {True: __("Urgent (today)"), False: __("Not urgent")}
+OUTCOME_NAMES = {
+    "dirujuk": __("Referred (dirujuk)"),
+    "rawat_jalan": __("Outpatient care (rawat jalan)"),
+    "rawat_inap": __("Inpatient care (rawat inap)"),
+    "tidak_dapat_dihubungi": __("Could not be reached"),
+    "selesai": __("Completed (selesai)"),
+}
+REQUEST_STATUS_NAMES = {
+    "routing": __("waiting for a partner organisation"),
+    "accepted": __("accepted"),
+    "escalated": __("passed to an officer"),
+    "closed": __("closed"),
+    "cancelled": __("cancelled"),
+}

@@ -17,26 +17,49 @@ from bot.filters import HasRole
 from bot.formatting import local_datetime, money
 from bot.keyboards import AdminDisputeCB
 from bot.services import invites, shopping
+from bot.services.ewarongs import get_ewarong
 from bot.services.shopping import ReversalResult
 from handlers.states import ReversalFlow
-from models import Account
+from models import Account, Redemption
 
 
-async def disputes(message: Message, session: AsyncSession, locale: str) -> None:
-    open_ = await shopping.open_disputes(session)
-    if not open_:
-        await message.answer(_("There are no open transaction disputes."))
-        return
-    for redemption in open_:
+def in_scope(scope: str, region_code: str) -> bool:
+    """A national admin (scope "") sees everything; a regional one only its prefix."""
+    return not scope or region_code.startswith(scope)
+
+
+async def _ewarong_in_scope(session: AsyncSession, code: str, scope: str) -> bool:
+    ewarong = await get_ewarong(session, code)
+    return ewarong is not None and in_scope(scope, ewarong.village_code)
+
+
+async def _redemption_in_scope(session: AsyncSession, redemption_id: int, scope: str) -> bool:
+    redemption = await session.get(Redemption, redemption_id)
+    return redemption is not None and await _ewarong_in_scope(
+        session, redemption.ewarong_code, scope
+    )
+
+
+async def disputes(message: Message, session: AsyncSession, admin_scope: str, locale: str) -> None:
+    shown = 0
+    for redemption in await shopping.open_disputes(session, limit=200):
+        ewarong = await get_ewarong(session, redemption.ewarong_code)
+        if ewarong is None or not in_scope(admin_scope, ewarong.village_code):
+            continue
+        shown += 1
         await message.answer(
             _("Dispute on transaction #{id}: {amount} at {ewarong}, {when}.").format(
                 id=redemption.id,
                 amount=money(redemption.total, locale),
-                ewarong=escape(redemption.ewarong_code),
-                when=local_datetime(redemption.created_at, locale, None),
+                ewarong=escape(ewarong.name),
+                when=local_datetime(redemption.created_at, locale, ewarong.village_code),
             ),
             reply_markup=keyboards.admin_dispute(redemption.id),
         )
+        if shown == 20:
+            break
+    if not shown:
+        await message.answer(_("There are no open transaction disputes."))
 
 
 async def dispute_action(
@@ -45,8 +68,12 @@ async def dispute_action(
     state: FSMContext,
     session: AsyncSession,
     account: Account,
+    admin_scope: str,
     ctx: AppContext,
 ) -> None:
+    if not await _redemption_in_scope(session, callback_data.redemption, admin_scope):
+        await query.answer(_("This button is no longer valid."), show_alert=True)
+        return
     if callback_data.action == "dismiss":
         done = await shopping.dismiss_dispute(
             session, callback_data.redemption, admin=account.telegram_id, now=ctx.now()
@@ -78,9 +105,14 @@ async def reversal_reason(
     state: FSMContext,
     session: AsyncSession,
     account: Account,
+    admin_scope: str,
     ctx: AppContext,
 ) -> None:
     data = await state.get_data()
+    if not await _redemption_in_scope(session, data["redemption"], admin_scope):
+        await state.clear()
+        await message.answer(_("This button is no longer valid."))
+        return
     result = await shopping.reverse(
         session, data["redemption"], admin=account.telegram_id, reason=message.text or "",
         now=ctx.now(),
@@ -97,43 +129,69 @@ async def reversal_reason(
     await message.answer(text, reply_markup=keyboards.main_menu(account))
 
 
-async def invite_agent(
+async def invite_staff(
     message: Message,
     command: CommandObject,
     session: AsyncSession,
     account: Account,
+    admin_scope: str,
     bot: Bot,
     ctx: AppContext,
 ) -> None:
+    """/undang_agen E-WARONG-CODE or /undang_mitra ORG-CODE: a one-time deep link."""
+    role = "agent" if command.command == "undang_agen" else "partner"
     code = (command.args or "").strip()
     if not code or len(code) > 32:
-        await message.answer(_("Usage: /undang_agen E-WARONG-CODE"))
+        await message.answer(
+            _("Usage: /undang_agen E-WARONG-CODE")
+            if role == "agent"
+            else _("Usage: /undang_mitra ORGANISATION-CODE")
+        )
         return
     try:
+        if role == "agent" and not await _ewarong_in_scope(session, code, admin_scope):
+            raise ValueError(code)  # unknown, or outside this admin's region
+        if role == "partner" and admin_scope:
+            raise ValueError(code)  # partners cover regions: national admins invite them
         payload = await invites.create_invite(
-            session, "agent", code, created_by=account.telegram_id, now=ctx.now()
+            session, role, code, created_by=account.telegram_id, now=ctx.now()
         )
     except ValueError:
-        await message.answer(_("No active e-Warong has that code."))
+        await message.answer(
+            _("No active e-Warong has that code.")
+            if role == "agent"
+            else _("No active partner organisation has that code.")
+        )
         return
     me = await bot.me()
     await message.answer(
         _(
             "One-time link for a new agent of {code} (valid 48 hours, one use):\n{link}\n"
             "Send it only to the agent."
-        ).format(code=escape(code), link=invites.deep_link(me.username or "", payload))
+        ).format(code=escape(code), link=invites.deep_link(me.username or "bot", payload))
+        if role == "agent"
+        else _(
+            "One-time link for a new staff member of {code} (valid 48 hours, one use):\n"
+            "{link}\nSend it only to that person."
+        ).format(code=escape(code), link=invites.deep_link(me.username or "bot", payload))
     )
 
 
 async def remove_agent(
-    message: Message, command: CommandObject, session: AsyncSession, account: Account
+    message: Message,
+    command: CommandObject,
+    session: AsyncSession,
+    account: Account,
+    admin_scope: str,
 ) -> None:
     parts = (command.args or "").split()
     if len(parts) != 2 or not parts[0].isdigit():
         await message.answer(_("Usage: /hapus_agen TELEGRAM_ID E-WARONG-CODE"))
         return
-    removed = await invites.remove_role(
-        session, int(parts[0]), "agent", parts[1], actor=account.telegram_id
+    removed = await _ewarong_in_scope(session, parts[1], admin_scope) and (
+        await invites.remove_role(
+            session, int(parts[0]), "agent", parts[1], actor=account.telegram_id
+        )
     )
     await message.answer(_("Agent removed.") if removed else _("No such agent at that e-Warong."))
 
@@ -149,7 +207,7 @@ def create_router() -> Router:
     router.message.register(disputes, admin, Command("sengketa"))
     router.callback_query.register(dispute_action, admin, AdminDisputeCB.filter())
     router.message.register(reversal_reason, admin, ReversalFlow.reason, F.text)
-    router.message.register(invite_agent, admin, Command("undang_agen"))
+    router.message.register(invite_staff, admin, Command("undang_agen", "undang_mitra"))
     router.message.register(remove_agent, admin, Command("hapus_agen"))
     router.message.register(not_an_admin, Command("sengketa", "undang_agen", "hapus_agen"))
     router.message.register(not_an_admin, F.text == texts.BTN_DISPUTES)

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import keyboards, texts, views
 from bot.context import AppContext
 from bot.filters import HasRole
+from bot.formatting import long_date
 from bot.keyboards import BasketCB, ConfirmCB
 from bot.services import shopping
 from bot.services.ewarongs import get_ewarong
@@ -105,7 +106,7 @@ async def identify(
             ).format(left=left)
         )
         return
-    await ctx.code_lockout.clear(account.telegram_id)
+    # Wrong tries are not forgiven by a success: that would allow endless guessing.
     ewarong = await get_ewarong(session, agent_scope)
     await state.set_state(RedeemFlow.basket)
     await state.update_data(
@@ -289,16 +290,24 @@ async def confirm_press(
         agent_attested=bool(data.get("attested")),
     )
     outcome = await shopping.confirm(session, draft, ctx.now())
-    await state.clear()
-    await query.answer()
+    receipt = None
     if outcome.result is ConfirmResult.CONFIRMED:
         assert outcome.redemption is not None
         receipt = await shopping.receipt(session, outcome.redemption)
-        await _close(query, views.receipt(receipt, data["masked"], locale))
-        await _send_family_receipt(bot, i18n, receipt, data["masked"])
-    else:
-        await _close(query, _refusal(outcome.result))
-    await _back_to_menu(query, account, _("Ready for the next transaction."))
+    # The money is saved before anyone is told; from here on, messages are best effort
+    # and a failed one can no longer undo a purchase both sides were shown.
+    await session.commit()
+    await state.clear()
+    try:
+        await query.answer()
+        if receipt is not None:
+            await _close(query, views.receipt(receipt, data["masked"], locale))
+            await _send_family_receipt(bot, i18n, receipt, data["masked"])
+        else:
+            await _close(query, _refusal(outcome.result))
+        await _back_to_menu(query, account, _("Ready for the next transaction."))
+    except Exception as error:
+        log.warning("after a confirmation, a message failed: %s", type(error).__name__)
 
 
 def _refusal(result: ConfirmResult) -> str:
@@ -366,7 +375,7 @@ async def today(
 
 
 async def export(
-    message: Message, session: AsyncSession, agent_scope: str, ctx: AppContext
+    message: Message, session: AsyncSession, agent_scope: str, locale: str, ctx: AppContext
 ) -> None:
     report = await _todays_report(message, session, agent_scope, ctx)
     if report is None:
@@ -376,7 +385,7 @@ async def export(
     await message.answer_document(
         BufferedInputFile(content, filename=f"redemptions-{ewarong.code}-{day.isoformat()}.csv"),
         caption=_("Transactions of {day}: {count}").format(
-            day=day.isoformat(), count=len(report.redemptions)
+            day=long_date(day, locale), count=len(report.redemptions)
         ),
     )
 

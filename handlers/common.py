@@ -54,7 +54,12 @@ async def _accept_invite(
     """A deep link `t.me/<bot>?start=inv_...` binds this account to a staff role."""
     outcome = await invites.accept_invite(session, payload, account.telegram_id, ctx.now())
     await session.refresh(account, ["roles"])
-    if outcome.result is InviteResult.ACCEPTED:
+    if outcome.result is InviteResult.ACCEPTED and outcome.role == "partner":
+        text = _(
+            "Welcome! This account is now staff of partner organisation {code}. Help requests "
+            "for your organisation will arrive here."
+        ).format(code=escape(outcome.scope or ""))
+    elif outcome.result is InviteResult.ACCEPTED:
         text = _("Welcome! This account is now an agent of e-Warong {code}.").format(
             code=escape(outcome.scope or "")
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from html import escape
 
 from aiogram import F, Router
 from aiogram.filters import Command
@@ -153,7 +154,7 @@ async def link_birth_date(
         reply = _(
             "Your account is now linked to the KPM data of <b>{name}</b>. "
             "Press <b>{status}</b> to see your aid."
-        ).format(name=mask_name(outcome.beneficiary.name), status=texts.BTN_STATUS)
+        ).format(name=escape(mask_name(outcome.beneficiary.name)), status=texts.BTN_STATUS)
     elif outcome.result is LinkResult.LOCKED:
         reply = views.locked(outcome.locked_seconds)
     elif outcome.result is LinkResult.LINKED_ELSEWHERE:

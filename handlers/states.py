@@ -27,3 +27,19 @@ class NearbyFlow(StatesGroup):
 
 class ReversalFlow(StatesGroup):
     reason = State()
+
+
+class NapzaFlow(StatesGroup):
+    emergency = State()
+    for_whom = State()
+    age_group = State()
+    help_type = State()
+    region = State()
+    urgency = State()
+    note = State()
+    consent = State()
+
+
+class RelayFlow(StatesGroup):
+    requester = State()
+    partner = State()

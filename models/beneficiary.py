@@ -21,7 +21,7 @@ class Beneficiary(Base):
     name: Mapped[str] = mapped_column(String(200))
     birth_date: Mapped[date] = mapped_column(Date)
     phone_hash: Mapped[str | None] = mapped_column(String(64))
-    kks_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    kks_hash: Mapped[str | None] = mapped_column(String(64), index=True, unique=True)
     kks_last4: Mapped[str | None] = mapped_column(String(4))
     village_code: Mapped[str] = mapped_column(ForeignKey("regions.code"), index=True)
     is_pkh: Mapped[bool] = mapped_column(default=False)

@@ -41,3 +41,18 @@ async def test_erasing_a_staff_account_keeps_the_role_but_clears_personal_data(s
     kept = await session.get(Account, 21)
     assert kept is not None and kept.locale is None and kept.language_code is None
     assert accounts.has_role(kept, "admin")
+
+
+async def test_lockout_lasts_its_full_period_from_the_last_failure() -> None:
+    from bot.kv import MemoryStore
+    from bot.services.lockout import Lockout
+
+    now = [0.0]
+    lockout = Lockout(MemoryStore(clock=lambda: now[0]), "link", max_failures=5, seconds=3600)
+    await lockout.fail(1)
+    now[0] = 3590
+    for _ in range(4):
+        await lockout.fail(1)
+    assert await lockout.locked_for(1) == 3600
+    now[0] = 3590 + 3599
+    assert await lockout.locked_for(1) > 0

@@ -232,7 +232,7 @@ async def test_dispute_freezes_codes_until_an_admin_reverses(app, sessionmaker, 
     assert "dana sudah kembali" in (await admin.send("KPM tidak berbelanja hari itu"))[-1].text
     status = (await kpm.press("Status bantuan"))[-1].text
     assert "Saldo saat ini: Rp400.000" in status and "Belanja dibatalkan +Rp60.000" in status
-    assert any(m.text for m in await kpm.send("/kode"))
+    assert re.search(r"<b>\d{6}</b>", (await kpm.send("/kode"))[-1].html)  # unfrozen
     reversed_ = await session.scalar(
         select(func.count())
         .select_from(AuditEvent)
@@ -309,3 +309,55 @@ async def test_admin_invites_and_removes_an_agent_in_chat(app, sessionmaker):
     reply = (await admin.send(f"/hapus_agen {agent.id} {WARUNG['code']}"))[-1].text
     assert reply == "Agen dihapus."
     assert "hanya untuk agen" in (await agent.send("Transaksi baru"))[-1].text
+
+
+async def test_a_failed_receipt_message_cannot_undo_a_confirmed_purchase(
+    app, sessionmaker, session
+):
+    agent, _ = await make_agent(app, sessionmaker)
+    kpm = await linked_kpm(app)
+    await fill_basket(agent, await shopping_code(kpm))
+    await agent.press("Selesai")
+    await app.client.faults(429, count=1, retry_after=1, methods=["sendMessage"])
+    await agent.press("Konfirmasi")
+    assert await session.scalar(select(func.count()).select_from(Redemption)) == 1
+    status = (await kpm.press("Status bantuan"))[-1].text
+    assert "Saldo saat ini: Rp340.000" in status
+
+
+async def test_regional_admin_acts_only_inside_the_region(app, sessionmaker, session):
+    agent, _ = await make_agent(app, sessionmaker)
+    kpm = await linked_kpm(app)
+    await fill_basket(agent, await shopping_code(kpm))
+    await agent.press("Selesai")
+    await agent.press("Konfirmasi")
+    await kpm.press("Bukan saya / laporkan")
+    bali = await app.user("AdminBali")
+    from models import AccountRole
+
+    async with sessionmaker() as s, s.begin():
+        from bot.services import accounts
+
+        account = await accounts.get_or_create(s, bali.id, "id")
+        account.roles.append(AccountRole(telegram_id=bali.id, role="admin", scope="51"))
+    assert "Tidak ada sengketa" in (await bali.send("/sengketa"))[-1].text
+    redemption = await session.scalar(select(Redemption))
+    await bali.callback((await bali.last()).message_id, f"adsp:reverse:{redemption.id}")
+    assert (await bali.callback_answers())[-1]["text"] == "Tombol ini sudah tidak berlaku."
+    assert (
+        "Tidak ada e-Warong aktif" in (await bali.send(f"/undang_agen {WARUNG['code']}"))[-1].text
+    )
+
+
+async def test_the_bot_ignores_group_chats(app):
+    user = await app.user("Siti")
+    update = {
+        "message": {
+            "message_id": 1, "date": 1779242400, "text": "/kode",
+            "chat": {"id": -100123, "type": "supergroup", "title": "Warga RT 03"},
+            "from": {"id": user.id, "is_bot": False, "first_name": "Siti"},
+            "entities": [{"type": "bot_command", "offset": 0, "length": 5}],
+        }
+    }  # fmt: skip
+    await app.client.inject(update)
+    assert [e for e in await app.client.events() if e.get("chat_id") == -100123] == []

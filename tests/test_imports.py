@@ -595,3 +595,26 @@ async def test_quoted_fields_with_commas_and_quotes(
     row = siti_with(name='"Aminah, Siti ""Ami"""')
     assert counts(await import_people(sessionmaker, tmp_path, row)) == (1, 0, 0)
     assert (await beneficiary(session, SITI_NIK)).name == 'Aminah, Siti "Ami"'
+
+
+async def test_a_kks_number_belongs_to_one_family(sessionmaker, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from bot.services.identity import Hasher
+    from bot.services.imports import import_beneficiaries
+    from tests.conftest import TEST_SECRET
+    from tests.registry import load_registry
+
+    hasher = Hasher(TEST_SECRET.encode())
+    await load_registry(sessionmaker, hasher, tmp_path)
+    clash = tmp_path / "clash.csv"
+    clash.write_text(
+        "nik,name,birth_date,phone,kks_number,village_code,programs,pkh_components\n"
+        "3273016204950001,Rani Putri,1995-04-22,,5264221234567890,32.73.01.1001,BPNT,\n"
+        "3273016204950002,Rina Putri,1995-04-22,,5264220000000001,32.73.01.1001,BPNT,\n"
+        "3273016204950003,Rini Putri,1995-04-22,,5264220000000001,32.73.01.1001,BPNT,\n",
+        encoding="utf-8",
+    )
+    report = await import_beneficiaries(sessionmaker, clash, hasher)
+    assert [(e.line, e.reason) for e in report.errors] == [
+        (2, "kks_number: registered to another family"),
+        (4, "kks_number: same KKS number as line 3"),
+    ]

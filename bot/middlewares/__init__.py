@@ -1,4 +1,5 @@
 """Update middlewares, in the order the dispatcher factory registers them:
 
-dedup → database session → account → locale → error reply → throttle → handlers.
+private chats only → dedup → database session → account → locale → error reply →
+throttle → handlers.
 """

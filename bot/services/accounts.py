@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.services import audit
-from models import Account, AccountRole, Beneficiary
+from models import Account, AccountRole, Beneficiary, ShoppingCode
+from models.base import utcnow
 
 SUPPORTED_LOCALES = ("id", "en")
 
@@ -54,6 +55,16 @@ async def erase(session: AsyncSession, account: Account) -> bool:
     keeps that an erasure happened. Returns False when there was nothing to erase.
     """
     had_link = account.beneficiary_id is not None
+    if had_link:  # a code shown on a lost phone must not stay usable
+        await session.execute(
+            update(ShoppingCode)
+            .where(
+                ShoppingCode.beneficiary_id == account.beneficiary_id,
+                ShoppingCode.used_at.is_(None),
+                ShoppingCode.voided_at.is_(None),
+            )
+            .values(voided_at=utcnow())
+        )
     await audit.record(
         session,
         "account.erased",

@@ -267,6 +267,7 @@ class _BeneficiaryChecker:
         self.today = today
         self.errors = ErrorList()
         self.first_line: dict[str, int] = {}
+        self.kks_first_line: dict[str, int] = {}
         self.villages: dict[int, str] = {}  # line -> well-formed village code
 
     def check(self, line: int, row: dict[str, str]) -> BeneficiaryRecord | None:
@@ -281,6 +282,14 @@ class _BeneficiaryChecker:
         kks = row["kks_number"].strip()
         if kks and not KKS_RE.match(kks):
             self.errors.add(line, "kks_number", "kks_number: not 16 digits")
+        elif kks in self.kks_first_line and nik is not None:  # a repeated row: one error
+            self.errors.add(
+                line,
+                "kks_number",
+                f"kks_number: same KKS number as line {self.kks_first_line[kks]}",
+            )
+        elif kks:
+            self.kks_first_line[kks] = line
         village = row["village_code"].strip()
         if VILLAGE_CODE_RE.match(village):
             self.villages[line] = village
@@ -367,7 +376,25 @@ async def validate_beneficiaries(
     for line, village in checker.villages.items():
         if village not in known:
             checker.errors.add(line, "village_code", "village_code: unknown village")
+    await _check_kks_owners(session, valid, checker.errors)
     return valid, by_position(checker.errors, BENEFICIARY_COLUMNS)
+
+
+async def _check_kks_owners(
+    session: AsyncSession, records: Sequence[BeneficiaryRecord], errors: ErrorList
+) -> None:
+    """A KKS card belongs to one family: refuse a number registered to another NIK."""
+    wanted = {r.values["kks_hash"]: r for r in records if r.values["kks_hash"]}
+    for chunk in chunks(list(wanted)):
+        rows = await session.execute(
+            select(Beneficiary.kks_hash, Beneficiary.nik_hash).where(
+                Beneficiary.kks_hash.in_(chunk)
+            )
+        )
+        for kks_hash, nik_hash in rows:
+            record = wanted[kks_hash]
+            if nik_hash != record.nik_hash:
+                errors.add(record.line, "kks_number", "kks_number: registered to another family")
 
 
 async def _existing_beneficiaries(

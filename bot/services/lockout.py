@@ -28,7 +28,10 @@ class Lockout:
 
     async def fail(self, subject: int | str) -> int:
         """Count a failure; returns how many attempts are left (0 means now locked)."""
-        failures = await self.store.incr(self._key(subject), self.seconds)
+        key = self._key(subject)
+        failures = await self.store.incr(key, self.seconds)
+        if failures >= self.max_failures:
+            await self.store.expire(key, self.seconds)  # the lock lasts from the last failure
         return max(0, self.max_failures - failures)
 
     async def clear(self, subject: int | str) -> None:

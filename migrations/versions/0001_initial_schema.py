@@ -94,7 +94,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('nik_hash', name=op.f('uq_beneficiaries_nik_hash'))
     )
     with op.batch_alter_table('beneficiaries', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_beneficiaries_kks_hash'), ['kks_hash'], unique=False)
+        batch_op.create_index(batch_op.f('ix_beneficiaries_kks_hash'), ['kks_hash'], unique=True)
         batch_op.create_index(batch_op.f('ix_beneficiaries_village_code'), ['village_code'], unique=False)
 
     op.create_table('accounts',
