@@ -39,17 +39,38 @@ async def prepare_database(settings: Settings) -> None:
         await asyncio.to_thread(upgrade_database, settings.database_url)
 
 
+def start_embedded_worker(
+    ctx: AppContext, bot: Bot, dp: Dispatcher
+) -> tuple[asyncio.Task[None], asyncio.Event]:
+    """The worker loop (SLA expiry, escalation, purge) inside this process, on ctx's clock."""
+    from bot.worker import make_notify, run_worker
+
+    stop = asyncio.Event()
+    notify = make_notify(bot, dp.workflow_data["i18n"], ctx.sessionmaker)
+    task = asyncio.create_task(run_worker(ctx.sessionmaker, notify, ctx.settings, ctx.now, stop))
+    return task, stop
+
+
+async def stop_embedded_worker(task: asyncio.Task[None], stop: asyncio.Event) -> None:
+    stop.set()
+    await asyncio.wait_for(task, 30)
+
+
 async def run_polling(settings: Settings) -> None:
     await prepare_database(settings)
     ctx = await create_context(settings)
     bot = create_bot(settings)
     dp = create_dispatcher(ctx)
+    # Embedded (SQLite) mode has no separate `bansos-bot worker`: run it in-process.
+    worker = start_embedded_worker(ctx, bot, dp) if settings.is_sqlite else None
     try:
         await bot.delete_webhook(drop_pending_updates=False)
         me = await bot.get_me()
         log.info("polling as @%s", me.username)
         await dp.start_polling(bot, handle_signals=True)
     finally:
+        if worker is not None:
+            await stop_embedded_worker(*worker)
         await bot.session.close()
         await ctx.close()
 

@@ -45,6 +45,14 @@ class Settings(BaseSettings):
     code_max_failures: int = 5
     code_lockout_seconds: int = 900
 
+    # Napza help requests: how long a partner has to accept before the next one is asked,
+    # and how long a closed request keeps its note and relayed chat.
+    napza_sla_urgent_minutes: int = 60
+    napza_sla_normal_minutes: int = 1440
+    napza_retention_days: int = 90
+    # The background worker (SLA checks, purge): seconds between ticks.
+    worker_interval_seconds: float = 30.0
+
     default_locale: str = "id"
 
     @field_validator("admin_ids", mode="before")

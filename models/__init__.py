@@ -8,6 +8,14 @@ from models.disbursement import Disbursement
 from models.ewarong import EWarong, Redemption, ShoppingCode
 from models.invite import Invite
 from models.ledger import BpntWallet, LedgerEntry
+from models.napza import (
+    HelpRequest,
+    HelpRequestNotice,
+    HelpRequestOffer,
+    PartnerCoverage,
+    PartnerOrganisation,
+    RelayMessage,
+)
 from models.region import Region
 
 __all__ = [
@@ -19,11 +27,17 @@ __all__ = [
     "BpntWallet",
     "Disbursement",
     "EWarong",
+    "HelpRequest",
+    "HelpRequestNotice",
+    "HelpRequestOffer",
     "Invite",
     "LedgerEntry",
+    "PartnerCoverage",
+    "PartnerOrganisation",
     "PkhComponent",
     "PkhComponentRate",
     "Redemption",
     "Region",
+    "RelayMessage",
     "ShoppingCode",
 ]

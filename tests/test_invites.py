@@ -134,9 +134,24 @@ async def test_agent_invites_need_an_active_ewarong(
     assert (await session.execute(select(Invite))).first() is None
 
 
-async def test_partner_scopes_are_not_checked_against_a_table_yet(
+async def test_partner_invites_need_an_active_organisation(
     sessionmaker: async_sessionmaker[AsyncSession], session: AsyncSession
 ) -> None:
+    from models import PartnerOrganisation
+
+    with pytest.raises(InviteError):
+        await invite(sessionmaker, role="partner", scope="IPWL-3273")
+    async with sessionmaker() as s, s.begin():
+        s.add(
+            PartnerOrganisation(
+                code="IPWL-3273",
+                name="IPWL Kota Bandung",
+                kind="ipwl",
+                phone="",
+                services="",
+                active=True,
+            )
+        )
     payload = await invite(sessionmaker, role="partner", scope="IPWL-3273")
     outcome = await accept(sessionmaker, payload)
     assert outcome == InviteOutcome(InviteResult.ACCEPTED, "partner", "IPWL-3273")

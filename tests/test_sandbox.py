@@ -77,6 +77,7 @@ async def sandbox(tmp_path: Path) -> AsyncIterator[Sandbox]:
         database_url=_sqlite_url(tmp_path / "sandbox.db"),
         families=FAMILIES,
         secret_key=TEST_SECRET,
+        settings_overrides={"throttle_burst": 1000},  # a script clicks faster than a person
     )
     await box.start()
     try:
@@ -231,7 +232,14 @@ async def test_sandbox_starts_serves_pages_and_stops_freeing_its_ports(tmp_path:
                     assert response.status == 200
             status, body = await _json(http, "GET", box.url + "/api/personas")
             assert status == 200
-            assert [p["key"] for p in body["personas"]] == ["siti", "budi", "nur", "agen", "admin"]
+            assert [p["key"] for p in body["personas"]] == [
+                "siti",
+                "budi",
+                "nur",
+                "agen",
+                "mitra",
+                "admin",
+            ]
             status, body = await _json(http, "GET", box.url + "/api/identities")
             siti = body["identities"][0]
             assert siti["nik"] == "3204105507850003" and siti["birth_date"] == "15-07-1985"
@@ -456,6 +464,7 @@ async def test_persona_setup_problems_are_reported_not_fatal(sessionmaker) -> No
     assert problems == [
         "Siti Aminah: the family is not in the registry",
         "Agus Wijaya: no e-Warong EW-3204-001 in the demo",
+        "Dewi Lestari: no partner IPWL-35 in the demo",
     ]
     async with sessionmaker() as session:
         admin = await session.get(Account, 7100004)
@@ -618,3 +627,40 @@ def test_download_names_survive_quotes_and_non_ascii() -> None:
     header = _attachment('Rekap "Mei"—2026.csv')
     assert header.startswith('attachment; filename="Rekap _Mei__2026.csv"; ')
     assert header.endswith("filename*=UTF-8''Rekap%20%22Mei%22%E2%80%942026.csv")
+
+
+async def test_napza_request_end_to_end_and_escalation_when_the_clock_passes_the_sla(
+    sandbox: Sandbox,
+) -> None:
+    async with EmulatorClient(sandbox.emulator_url) as client:
+        budi = SandboxUser(sandbox, client, "budi")
+        dewi = SandboxUser(sandbox, client, "mitra")
+        admin = SandboxUser(sandbox, client, "admin")
+
+        async def ask() -> str:
+            await budi.send("/napza")
+            await budi.press("Lanjutkan")
+            await budi.press("Diri sendiri")
+            await budi.press("26–40 tahun")
+            await budi.press("Konseling")
+            await budi.send("surabaya")
+            await budi.press("Kota Surabaya")
+            await budi.press("Tidak mendesak")
+            await budi.press("Lewati")
+            text = (await budi.press("Ya, kirim"))[-1].text
+            return text.split("Tiket Anda: ")[1].split()[0]
+
+        first = await ask()
+        assert first in (await dewi.last()).text
+        await dewi.press("Terima")
+        assert "IPWL Harapan Jawa Timur" in (await budi.last()).text
+        await budi.press("Chat dengan lembaga")
+        await budi.send("Terima kasih")
+        assert "Terima kasih" in (await dewi.last()).text
+
+        second = await ask()
+        assert second in (await dewi.last()).text
+        await sandbox.advance_clock(25 * 60)
+        alerts = [m.text for m in await admin.messages() if second in m.text]
+        assert len(alerts) == 1 and "Tidak ada lembaga mitra yang menjawab" in alerts[0]
+        assert "petugas sudah diberi tahu" in (await budi.last()).text

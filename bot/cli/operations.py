@@ -162,11 +162,6 @@ def _issue(role: str, scope: str, bot_username: str | None, who: str) -> None:
             "Form the link as https://t.me/<bot username>?start=<payload>, or run this "
             "command again with --bot-username."
         )
-    if role == ROLE_PARTNER:
-        console.print(
-            "Partner organisations are not registered in the bot yet, so the code "
-            f"{scope} is taken as given."
-        )
     console.print(
         f"Valid once, for {hours} hours: until "
         f"{_expiry_text(created.expires_at, created.region_code)}."

@@ -6,9 +6,8 @@ promises, e.g. "KPM, already linked". The sandbox runs every hook after the demo
 registry is generated, on start and again after a reset; hooks must be idempotent.
 
 Adding a role is one entry in ``PERSONAS`` with a hook: the e-Warong agent is
-``setup=agent_of("EW-3204-001")``; the partner organisation's staff member will be
-``role="partner"`` with ``setup=staff_of("IPWL-...")`` when partner organisations
-exist. The page lists whatever is in ``PERSONAS``; nothing else needs to change.
+``setup=agent_of("EW-3204-001")``, the partner organisation's staff member
+``setup=staff_of("IPWL-35")``. The page lists whatever is in ``PERSONAS``.
 
 ``PLACES`` are points a persona can share with the "share location" button.
 Identities shown to type (NIK, birth date, phone) come from the demo registry
@@ -28,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.services import accounts, audit
 from bot.services.identity import Hasher
-from models import Account, AccountRole, Beneficiary, EWarong
+from models import Account, AccountRole, Beneficiary, EWarong, PartnerOrganisation
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ class Persona:
     phone_number: str
     description_id: str
     description_en: str
-    role: str  # "kpm", "agent", "admin"; later "partner"
+    role: str  # "kpm", "agent", "partner", "admin"
     setup: PersonaSetup | None = None
     last_name: str | None = None
 
@@ -154,6 +153,27 @@ def agent_of(ewarong_code: str) -> PersonaSetup:
     return setup
 
 
+def staff_of(partner_code: str) -> PersonaSetup:
+    """A hook that makes the persona a staff member of this demo partner organisation."""
+
+    async def setup(session: AsyncSession, hasher: Hasher, persona: Persona) -> None:
+        account = await accounts.get_or_create(session, persona.telegram_id, persona.language_code)
+        if any(r.role == "partner" and r.scope == partner_code for r in account.roles):
+            return
+        if await session.get(PartnerOrganisation, partner_code) is None:
+            raise PersonaSetupError(f"{persona.name}: no partner {partner_code} in the demo")
+        account.roles.append(
+            AccountRole(telegram_id=persona.telegram_id, role="partner", scope=partner_code)
+        )
+        await audit.record(
+            session, "role.granted", subject_type="account", subject_id=persona.telegram_id,
+            role="partner", scope=partner_code, source="sandbox",
+        )  # fmt: skip
+        await session.flush()
+
+    return setup
+
+
 # --------------------------------------------------------------------------- the data
 
 PERSONAS: tuple[Persona, ...] = (
@@ -203,6 +223,18 @@ PERSONAS: tuple[Persona, ...] = (
         description_en="Agent of e-Warong Sri Rejeki (EW-3204-001, near Siti)",
         role="agent",
         setup=agent_of("EW-3204-001"),
+    ),
+    Persona(
+        key="mitra",
+        telegram_id=7100006,
+        first_name="Dewi",
+        last_name="Lestari",
+        language_code="id",
+        phone_number="+6281311110006",
+        description_id="Staf mitra IPWL Harapan Jawa Timur (menerima rujukan Napza)",
+        description_en="Staff of partner IPWL Harapan Jawa Timur (receives Napza referrals)",
+        role="partner",
+        setup=staff_of("IPWL-35"),
     ),
     Persona(
         key="admin",

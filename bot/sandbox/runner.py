@@ -20,7 +20,7 @@ import asyncio
 import ipaddress
 import logging
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,9 +30,10 @@ from sqlalchemy import delete, func, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.context import AppContext
+from bot.context import AppContext, utc_now
 from bot.db import create_engine, create_sessionmaker, upgrade_database
 from bot.factory import create_bot, create_context, create_dispatcher
+from bot.runtime import start_embedded_worker, stop_embedded_worker
 from bot.sandbox.client import EmulatorClient
 from bot.sandbox.emulator import BotApiEmulator
 from bot.sandbox.personas import (
@@ -153,8 +154,11 @@ class Sandbox:
         places: Sequence[Place] = PLACES,
         secret_key: str | None = None,
         emulator_port: int = 0,
+        settings_overrides: dict[str, Any] | None = None,
     ) -> None:
         check_bind_host(host, allow_remote)
+        # e.g. {"throttle_burst": 1000} for scripts that act faster than a person
+        self.settings_overrides = dict(settings_overrides or {})
         _check_not_production(database_url)
         self.host = host
         self.port = port
@@ -175,6 +179,10 @@ class Sandbox:
         self.bot: Bot | None = None
         self.dp: Dispatcher | None = None
         self._polling: asyncio.Task[None] | None = None
+        self._worker: tuple[asyncio.Task[None], asyncio.Event] | None = None
+        # The sandbox's own clock: real time plus what the trainer fast-forwarded, so an
+        # unanswered Napza request can be shown escalating when "the clock passes the SLA".
+        self.clock_offset = timedelta(0)
         self._web: WebChat | None = None
         self._web_runner: web.AppRunner | None = None
         self._url: str | None = None
@@ -298,6 +306,7 @@ class Sandbox:
         }
         if self.secret_key:
             values["secret_key"] = self.secret_key
+        values.update(self.settings_overrides)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
     def _hasher(self) -> Hasher:
@@ -409,8 +418,10 @@ class Sandbox:
         """Build the bot like production and start long polling the emulator."""
         assert self.settings is not None
         self.ctx = await create_context(self.settings)
+        self.ctx.clock = self.now
         self.bot = create_bot(self.settings)
         self.dp = create_dispatcher(self.ctx)
+        self._worker = start_embedded_worker(self.ctx, self.bot, self.dp)
         started = asyncio.Event()
 
         async def _started() -> None:
@@ -436,8 +447,26 @@ class Sandbox:
                 self._polling.result()  # raises why polling ended
             raise SandboxError("the bot did not start polling the emulator")
 
+    def now(self) -> datetime:
+        """The sandbox's time (see `advance_clock`)."""
+        return utc_now() + self.clock_offset
+
+    async def advance_clock(self, minutes: int) -> datetime:
+        """Fast-forward the sandbox's clock and run the worker's checks at the new time."""
+        from bot.worker import make_notify, worker_tick
+
+        self.clock_offset += timedelta(minutes=minutes)
+        if self.ctx is not None and self.bot is not None and self.dp is not None:
+            notify = make_notify(self.bot, self.dp.workflow_data["i18n"], self.ctx.sessionmaker)
+            for delivery in await worker_tick(self.ctx, self.now()):
+                await notify(delivery)
+        return self.now()
+
     async def _stop_bot(self) -> None:
         """Stop polling, let updates in progress finish, close the session and the context."""
+        if self._worker is not None:
+            await stop_embedded_worker(*self._worker)
+            self._worker = None
         polling, self._polling = self._polling, None
         dp, self.dp = self.dp, None
         if polling is not None and dp is not None:

@@ -13,6 +13,8 @@ Routes (all served by aiohttp from this package; no CDN, no build step):
 - ``GET /api/chats/{persona}/files/{message_id}``: a document the bot sent, as a download;
 - ``GET /api/events?persona=KEY``: Server-Sent Events with every change in that chat;
 - ``POST /api/reset``: back to the demo data.
+- ``POST /api/clock`` ``{"minutes": N}``: fast-forward the sandbox's clock; the
+  worker's checks (Napza SLA expiry, escalation) run at the new time.
 
 User actions go through the emulator's control API, like any test client; live
 updates come from the emulator's in-process listener (``BotApiEmulator.subscribe``).
@@ -210,6 +212,7 @@ class WebChat:
         router.add_get("/api/chats/{persona}/files/{message_id}", self._file)
         router.add_get("/api/events", self._events)
         router.add_post("/api/reset", self._reset)
+        router.add_post("/api/clock", self._clock)
         return app
 
     # ----------------------------------------------------------------- live streams
@@ -425,6 +428,15 @@ class WebChat:
             content_type=document.get("mime_type") or "application/octet-stream",
             headers={"Content-Disposition": _attachment(document.get("file_name") or "file")},
         )
+
+    async def _clock(self, request: web.Request) -> web.Response:
+        """Move the sandbox's clock ahead (at most 7 days a press) and run the worker."""
+        body = await self._body(request)
+        minutes = body.get("minutes")
+        if not isinstance(minutes, int) or not 1 <= minutes <= 7 * 24 * 60:
+            raise BadInput("minutes must be a whole number from 1 to 10080")
+        now = await self.sandbox.advance_clock(minutes)
+        return web.json_response({"ok": True, "now": now.strftime("%Y-%m-%d %H:%M UTC")})
 
     async def _reset(self, request: web.Request) -> web.Response:
         await self.sandbox.reset()

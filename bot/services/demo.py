@@ -29,6 +29,7 @@ from bot.services.imports import (
     import_disbursement_records,
     records_from_dicts,
 )
+from bot.services.partners import import_partner_records
 from models import PkhComponentRate, Region
 
 BPNT_MONTHLY = 200_000
@@ -119,6 +120,16 @@ DEMO_EWARONGS: tuple[dict[str, str], ...] = (
     {"code": "EW-9171-001", "name": "e-Warong Gurabesi", "village_code": "91.71.01.1001",
      "address": "Jl. Percetakan No. 5, Jayapura", "latitude": "-2.5370",
      "longitude": "140.7050", "bank": "Bank Papua"},
+)  # fmt: skip
+
+
+# Partner organisations for Napza referrals (names are illustrative, not real IPWL).
+DEMO_PARTNERS: tuple[dict[str, str], ...] = (
+    {"code": "IPWL-35", "name": "IPWL Harapan Jawa Timur", "kind": "ipwl",
+     "region_codes": "35", "phone": "031-5551234", "services": "konseling; rawat jalan"},
+    {"code": "IPWL-3204", "name": "IPWL Rumah Sehat Bandung", "kind": "ipwl",
+     "region_codes": "32.04;32.73", "phone": "022-5556789",
+     "services": "konseling; rawat jalan; rawat inap"},
 )  # fmt: skip
 
 
@@ -348,4 +359,6 @@ async def generate_demo(
     _check(report, "disbursements")
     report = await import_ewarong_records(sessionmaker, records_from_dicts(list(DEMO_EWARONGS)))
     _check(report, "e-Warongs")
+    report = await import_partner_records(sessionmaker, records_from_dicts(list(DEMO_PARTNERS)))
+    _check(report, "partners")
     return [_identity(family, names) for family in chosen]

@@ -10,8 +10,9 @@ the database keeps only its SHA-256 hex digest, and the audit trail names the
 invite by id. Single use is enforced by one conditional UPDATE, so two people
 (or two workers) racing with the same link cannot both win.
 
-Errors an operator can make (unknown role, unknown or inactive e-Warong,
-malformed scope) raise `InviteError`, a `ValueError`, with a message fit to show.
+Errors an operator can make (unknown role, unknown or inactive e-Warong or
+partner organisation, malformed scope) raise `InviteError`, a `ValueError`,
+with a message fit to show.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.services import accounts, audit
-from models import Account, AccountRole, EWarong, Invite
+from models import Account, AccountRole, EWarong, Invite, PartnerOrganisation
 
 INVITE_TTL = timedelta(hours=48)
 PAYLOAD_PREFIX = "inv_"
@@ -101,9 +102,9 @@ async def create_invite(
 ) -> str:
     """Create a one-time invite and return its deep-link payload (`inv_` + token).
 
-    `agent` invites need an existing, active e-Warong code as scope. `partner`
-    scopes are only checked for shape (1-32 of A-Z a-z 0-9 . _ -): there is no
-    partner organisation table yet. Raises `InviteError` for operator errors.
+    `agent` invites need an existing, active e-Warong code as scope; `partner`
+    invites an existing, active partner organisation code (`import partners`).
+    Raises `InviteError` for operator errors.
     The invite expires `INVITE_TTL` after `now`. Audited as `invite.created`
     (without the token).
     """
@@ -119,6 +120,12 @@ async def create_invite(
             raise InviteError(f"no e-Warong with code {scope}: import it first")
         if not ewarong.active:
             raise InviteError(f"e-Warong {scope} is inactive")
+    if role == ROLE_PARTNER:
+        organisation = await session.get(PartnerOrganisation, scope)
+        if organisation is None:
+            raise InviteError(f"no partner organisation with code {scope}: import it first")
+        if not organisation.active:
+            raise InviteError(f"partner organisation {scope} is inactive")
     token = secrets.token_urlsafe(TOKEN_BYTES)
     invite = Invite(
         token_hash=token_hash(token),

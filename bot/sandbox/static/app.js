@@ -983,6 +983,16 @@ function confirmReset() {
   ]);
 }
 
+/** Fast-forward the sandbox's clock past a Napza request's SLA (24 hours), so it moves on. */
+async function advanceClock() {
+  try {
+    const data = await api("/api/clock", { minutes: 25 * 60 });
+    showPageToast(t("clockDone").replace("{time}", data.now));
+  } catch (error) {
+    showPageToast(String(error.message || error));
+  }
+}
+
 async function resetDemo() {
   const button = document.getElementById("reset");
   button.disabled = true;
@@ -1020,6 +1030,7 @@ async function main() {
   }
 
   document.getElementById("reset").addEventListener("click", confirmReset);
+  document.getElementById("clock").addEventListener("click", advanceClock);
   document.getElementById("toggle-identities").addEventListener("click", (event) => {
     const panel = document.getElementById("identities");
     panel.hidden = !panel.hidden;

@@ -1,0 +1,148 @@
+"""The background worker: Napza SLA expiry/escalation and retention purge.
+
+`bansos-bot worker` runs `run_worker_process`; embedded mode can run
+`run_worker` in-process. All state lives in the database (deadlines in
+`help_requests.sla_due_at`), so a restart loses nothing, and several workers
+can run at once: `expire_due` moves each request at most once (see
+`bot.services.napza`).
+
+Each tick commits its routing changes first and only then notifies, so a
+notification is never sent for a change that was rolled back; a crash between
+the commit and the notification loses that notification (at most once).
+
+Purge runs on every tick: it only reads finished, not yet purged requests
+through the (status, closed_at) index, so it is cheap, and there is no
+"last purge" state to keep.
+
+This module never imports aiogram at import time; the chat layer supplies
+`notify` (or `run_worker_process` builds one from `handlers.napza_notify`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.context import utc_now
+from bot.services import napza
+from bot.services.napza import Delivery, SlaPolicy
+from bot.settings import Settings
+
+log = logging.getLogger("bansos.worker")
+
+Notify = Callable[[Delivery], Awaitable[None]]
+Clock = Callable[[], datetime]
+MAX_BACKOFF_SECONDS = 300.0
+EXPIRE_BATCH = 100
+
+
+def _parts(ctx_like: Any) -> tuple[async_sessionmaker[AsyncSession], Settings]:
+    """(sessionmaker, settings) of an AppContext-like object."""
+    return ctx_like.sessionmaker, ctx_like.settings
+
+
+async def worker_tick(ctx_like: Any, now: datetime) -> list[Delivery]:
+    """One pass: expire overdue offers (re-route or escalate) and purge old requests.
+
+    `ctx_like` is anything with `.sessionmaker` and `.settings` (an AppContext).
+    Expiry runs in batches of 100 per transaction until nothing is due; the purge
+    in its own transaction. Returns the deliveries to notify.
+    """
+    sessionmaker, settings = _parts(ctx_like)
+    sla = SlaPolicy.from_settings(settings)
+    deliveries: list[Delivery] = []
+    while True:
+        async with sessionmaker() as session, session.begin():
+            batch = await napza.expire_due(session, sla, now, limit=EXPIRE_BATCH)
+        deliveries.extend(batch)
+        if len(batch) < EXPIRE_BATCH:
+            break
+    async with sessionmaker() as session, session.begin():
+        purged = await napza.purge(session, now, timedelta(days=settings.napza_retention_days))
+    if purged:
+        log.info("purged %d napza request(s)", purged)
+    return deliveries
+
+
+class _Ctx:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+        self.sessionmaker = sessionmaker
+        self.settings = settings
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=max(seconds, 0.0))
+
+
+async def run_worker(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    notify: Notify,
+    settings: Settings,
+    clock: Clock,
+    stop: asyncio.Event,
+) -> None:
+    """Tick every `worker_interval_seconds` until `stop` is set; never dies on an error.
+
+    A failing tick is logged (exception type only: messages may hold data) and
+    the wait doubles up to 5 minutes; a failing `notify` for one delivery does
+    not stop the others.
+    """
+    ctx = _Ctx(sessionmaker, settings)
+    interval = max(float(settings.worker_interval_seconds), 0.0)
+    backoff = interval
+    while not stop.is_set():
+        try:
+            deliveries = await worker_tick(ctx, clock())
+        except Exception as error:
+            log.warning("worker tick failed: %s", type(error).__name__)
+            backoff = min(max(backoff * 2, 1.0), MAX_BACKOFF_SECONDS)
+            await _sleep_or_stop(stop, backoff)
+            continue
+        backoff = interval
+        for delivery in deliveries:
+            try:
+                await notify(delivery)
+            except Exception as error:
+                log.warning(
+                    "notify failed for request %s: %s", delivery.request.id, type(error).__name__
+                )
+        await _sleep_or_stop(stop, interval)
+
+
+def make_notify(bot: Any, i18n: Any, sessionmaker: async_sessionmaker[AsyncSession]) -> Notify:
+    """A `notify` that sends a delivery with `handlers.napza_notify.send_deliveries`."""
+    from handlers.napza_notify import send_deliveries  # aiogram only when needed
+
+    async def notify(delivery: Delivery) -> None:
+        async with sessionmaker() as session, session.begin():
+            await send_deliveries(bot, i18n, session, [delivery])
+
+    return notify
+
+
+async def run_worker_process(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """`bansos-bot worker`: build engine, Bot and notifier and run until `stop` (or a signal)."""
+    from bot.db import create_engine, create_sessionmaker
+    from bot.factory import create_bot, create_i18n
+    from bot.runtime import prepare_database
+
+    await prepare_database(settings)
+    engine = create_engine(settings.database_url)
+    sessionmaker = create_sessionmaker(engine)
+    bot = create_bot(settings)
+    stop = stop or asyncio.Event()
+    try:
+        notify = make_notify(bot, create_i18n(settings), sessionmaker)
+        log.info("worker started (every %ss)", settings.worker_interval_seconds)
+        await run_worker(sessionmaker, notify, settings, utc_now, stop)
+    finally:
+        await bot.session.close()
+        await engine.dispose()
+        log.info("worker stopped")

@@ -1,0 +1,201 @@
+"""Telling people about Napza requests: offers to partner staff, escalations to admins,
+news to requesters, and relayed messages. Used by handlers and by the worker.
+
+Each recipient reads in their own language. A recipient who blocked the bot is
+skipped (logged by error type only); the request's state in the database stands.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from html import escape
+
+from aiogram import Bot
+from aiogram.types import InlineKeyboardMarkup
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import keyboards, texts
+from bot.formatting import local_datetime
+from bot.keyboards import PartnerCB, RelayCB
+from bot.services import accounts, napza
+from bot.services.napza import Delivery
+from bot.services.regions import region_name
+from models import Account, HelpRequest
+
+log = logging.getLogger(__name__)
+
+
+async def _locale_of(session: AsyncSession, telegram_id: int) -> str:
+    account = await session.get(Account, telegram_id)
+    return accounts.locale_for(account, account.language_code if account else None)
+
+
+async def _send(
+    bot: Bot, chat_id: int, text: str, markup: InlineKeyboardMarkup | None = None
+) -> int | None:
+    try:
+        sent = await bot.send_message(chat_id, text, reply_markup=markup)
+    except Exception as error:  # blocked bot, deleted account: the request stands
+        log.warning("napza notice not delivered: %s", type(error).__name__)
+        return None
+    return sent.message_id
+
+
+async def offer_text(session: AsyncSession, request: HelpRequest, locale: str) -> str:
+    """The minimum a partner needs: help, age group, region, urgency, note. No identity."""
+    region = await region_name(session, request.region_code) or request.region_code
+    lines = [
+        _("<b>Help request {ticket}</b>").format(ticket=request.ticket),
+        _("Help: {value}").format(value=texts.HELP_TYPE_NAMES[request.help_type]),
+        _("For: {value}").format(value=texts.FOR_WHOM_NAMES[request.for_whom]),
+        _("Age group: {value}").format(value=texts.AGE_GROUP_NAMES[request.age_group]),
+        _("Region: {name}").format(name=escape(region)),
+        _("Urgency: {value}").format(value=texts.URGENCY_NAMES[request.urgent]),
+    ]
+    if request.note:
+        lines.append(_("Note: {note}").format(note=escape(request.note)))
+    if request.sla_due_at is not None:
+        lines.append(
+            _("Please answer before {when}.").format(
+                when=local_datetime(request.sla_due_at, locale, request.region_code)
+            )
+        )
+    return "\n".join(lines)
+
+
+async def send_deliveries(
+    bot: Bot, i18n: I18n, session: AsyncSession, deliveries: Sequence[Delivery]
+) -> None:
+    """Offer each request to its partner's staff, or tell the admins it found no partner."""
+    for delivery in deliveries:
+        request = delivery.request
+        for telegram_id, message_id in delivery.withdrawn_notices:
+            await _withdraw(bot, i18n, session, request, telegram_id, message_id)
+        for staff in delivery.staff:
+            locale = await _locale_of(session, staff)
+            with i18n.context(), i18n.use_locale(locale):
+                text = await offer_text(session, request, locale)
+                markup = keyboards.rows(
+                    [
+                        (_("Accept"), PartnerCB(action="accept", request=request.id).pack()),
+                        (_("Decline"), PartnerCB(action="decline", request=request.id).pack()),
+                    ]
+                )
+            message_id = await _send(bot, staff, text, markup)
+            if message_id is not None:
+                await napza.record_notice(session, request.id, staff, message_id)
+        for admin in delivery.admins:
+            locale = await _locale_of(session, admin)
+            with i18n.context(), i18n.use_locale(locale):
+                text = _(
+                    "<b>No partner organisation answered</b> help request {ticket}. Please "
+                    "arrange help in this region.\n\n{details}"
+                ).format(ticket=request.ticket, details=await offer_text(session, request, locale))
+            await _send(bot, admin, text)
+        if delivery.requester is not None and delivery.partner is None:
+            locale = await _locale_of(session, delivery.requester)
+            with i18n.context(), i18n.use_locale(locale):
+                text = _(
+                    "Ticket {ticket}: no partner organisation could take it yet, so an officer "
+                    "has been told. If it is an emergency, call 112, 119 or BNN's 184."
+                ).format(ticket=request.ticket)
+            await _send(bot, delivery.requester, text)
+
+
+async def tell_requester_accepted(
+    bot: Bot, i18n: I18n, session: AsyncSession, request: HelpRequest
+) -> None:
+    partner = await napza.partner(session, request.partner_code or "")
+    if partner is None:
+        return
+    locale = await _locale_of(session, request.requester_telegram_id)
+    with i18n.context(), i18n.use_locale(locale):
+        text = _(
+            "Ticket {ticket} was accepted by <b>{name}</b>.\nPhone: {phone}\n"
+            "You can also chat with them through this bot; your Telegram account stays hidden."
+        ).format(ticket=request.ticket, name=escape(partner.name), phone=escape(partner.phone))
+        markup = keyboards.single(
+            _("Chat with the organisation"), RelayCB(request=request.id).pack()
+        )
+    await _send(bot, request.requester_telegram_id, text, markup)
+
+
+async def tell_requester_closed(
+    bot: Bot, i18n: I18n, session: AsyncSession, request: HelpRequest
+) -> None:
+    locale = await _locale_of(session, request.requester_telegram_id)
+    with i18n.context(), i18n.use_locale(locale):
+        text = _(
+            "The organisation closed ticket {ticket}. Take care; /napza if you need help again."
+        ).format(ticket=request.ticket)
+    await _send(bot, request.requester_telegram_id, text)
+
+
+async def _withdraw(
+    bot: Bot,
+    i18n: I18n,
+    session: AsyncSession,
+    request: HelpRequest,
+    telegram_id: int,
+    message_id: int,
+) -> None:
+    """An offer that was declined or ran out: its buttons go, the details stay hidden."""
+    locale = await _locale_of(session, telegram_id)
+    with i18n.context(), i18n.use_locale(locale):
+        text = _("Help request {ticket} was passed on to another organisation.").format(
+            ticket=request.ticket
+        )
+    try:
+        await bot.edit_message_text(text, chat_id=telegram_id, message_id=message_id)
+    except Exception as error:  # deleted by the user, or already edited
+        log.info("offer not withdrawn: %s", type(error).__name__)
+
+
+async def close_notices(
+    bot: Bot, i18n: I18n, session: AsyncSession, request: HelpRequest, text_for: object
+) -> None:
+    """Replace the Accept/Decline buttons everyone got with a line saying what happened."""
+    for telegram_id, message_id in await napza.notices(session, request.id):
+        locale = await _locale_of(session, telegram_id)
+        with i18n.context(), i18n.use_locale(locale):
+            text = await offer_text(session, request, locale) + "\n\n" + text_for()  # type: ignore[operator]
+        try:
+            await bot.edit_message_text(text, chat_id=telegram_id, message_id=message_id)
+        except Exception as error:  # already edited, or deleted by the user
+            log.info("notice not edited: %s", type(error).__name__)
+
+
+async def tell_staff_cancelled(
+    bot: Bot, i18n: I18n, session: AsyncSession, request: HelpRequest
+) -> None:
+    await close_notices(
+        bot, i18n, session, request, lambda: _("The requester cancelled this request.")
+    )
+
+
+async def send_relay(
+    bot: Bot,
+    i18n: I18n,
+    session: AsyncSession,
+    target: int,
+    request_id: int,
+    sender: str,
+    text: str,
+) -> None:
+    """Pass a message on as the bot's own, naming only the side it comes from."""
+    request = await session.get(HelpRequest, request_id)
+    locale = await _locale_of(session, target)
+    with i18n.context(), i18n.use_locale(locale):
+        if sender == "partner":
+            header = _("Message from the organisation (ticket {ticket}):")
+            markup = keyboards.single(_("Reply"), RelayCB(request=request_id).pack())
+        else:
+            header = _("Message from the requester (ticket {ticket}):")
+            markup = keyboards.single(
+                _("Reply"), PartnerCB(action="reply", request=request_id).pack()
+            )
+        body = header.format(ticket=request.ticket if request else "") + "\n" + escape(text)
+    await _send(bot, target, body, markup)

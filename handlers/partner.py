@@ -1,0 +1,194 @@
+"""Partner organisations' staff: accept or decline a request, chat through the bot, close."""
+
+from __future__ import annotations
+
+from aiogram import Bot, F, Router
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery, Message
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import keyboards, texts
+from bot.context import AppContext
+from bot.filters import HasRole
+from bot.keyboards import OutcomeCB, PartnerCB
+from bot.services import napza
+from bot.services.napza import AcceptResult
+from handlers.napza import RELAY_MAX, sla_policy
+from handlers.napza_notify import (
+    close_notices,
+    send_deliveries,
+    send_relay,
+    tell_requester_accepted,
+    tell_requester_closed,
+)
+from handlers.states import RelayFlow
+from models import Account
+
+
+async def partner_action(
+    query: CallbackQuery,
+    callback_data: PartnerCB,
+    state: FSMContext,
+    session: AsyncSession,
+    account: Account,
+    partner_scope: str,
+    ctx: AppContext,
+    bot: Bot,
+    i18n: I18n,
+) -> None:
+    request_id, action = callback_data.request, callback_data.action
+    if action == "accept":
+        await _accept(query, session, account, partner_scope, request_id, ctx, bot, i18n)
+    elif action == "decline":
+        delivery = await napza.decline(
+            session, request_id, partner_scope, account.telegram_id, sla_policy(ctx), ctx.now()
+        )
+        if delivery is None:
+            await query.answer(_("This button is no longer valid."), show_alert=True)
+            return
+        await query.answer()
+        await send_deliveries(bot, i18n, session, [delivery])
+    elif action == "reply":
+        request = await napza.request_for_partner(
+            session, request_id, partner_scope, account.telegram_id, ctx.now()
+        )
+        if request is None or request.status != "accepted":
+            await query.answer(_("This button is no longer valid."), show_alert=True)
+            return
+        await query.answer()
+        await state.set_state(RelayFlow.partner)
+        await state.update_data(request=request_id)
+        if isinstance(query.message, Message):
+            await query.message.answer(
+                _("Type your message for the requester of {ticket}; it goes through the bot. "
+                  "/batal ends the chat.").format(ticket=request.ticket),
+                reply_markup=keyboards.cancel_only(),
+            )  # fmt: skip
+    elif action == "close":
+        request = await napza.request_for_partner(
+            session, request_id, partner_scope, account.telegram_id, ctx.now()
+        )
+        if request is None or request.status != "accepted":
+            await query.answer(_("This button is no longer valid."), show_alert=True)
+            return
+        await query.answer()
+        if isinstance(query.message, Message):
+            await query.message.answer(
+                _("Outcome of {ticket}?").format(ticket=request.ticket),
+                reply_markup=keyboards.rows(
+                    [
+                        (str(label), OutcomeCB(request=request_id, outcome=key).pack())
+                        for key, label in texts.OUTCOME_NAMES.items()
+                    ]
+                ),
+            )
+    else:
+        await query.answer(_("This button is no longer valid."), show_alert=True)
+
+
+async def _accept(
+    query: CallbackQuery,
+    session: AsyncSession,
+    account: Account,
+    partner_scope: str,
+    request_id: int,
+    ctx: AppContext,
+    bot: Bot,
+    i18n: I18n,
+) -> None:
+    outcome = await napza.accept(session, request_id, partner_scope, account.telegram_id, ctx.now())
+    if outcome.result is AcceptResult.TAKEN:
+        await query.answer(_("A colleague has already taken this request."), show_alert=True)
+        return
+    if outcome.result is not AcceptResult.ACCEPTED or outcome.request is None:
+        await query.answer(_("This button is no longer valid."), show_alert=True)
+        return
+    await query.answer()
+    request = outcome.request
+    name = query.from_user.first_name
+    await close_notices(
+        bot, i18n, session, request, lambda: _("Taken by {name}.").format(name=name)
+    )
+    if isinstance(query.message, Message):
+        await query.message.answer(
+            _("You took {ticket}. The requester has been told how to reach you.").format(
+                ticket=request.ticket
+            ),
+            reply_markup=keyboards.rows(
+                [
+                    (_("Reply"), PartnerCB(action="reply", request=request_id).pack()),
+                    (_("Close the case"), PartnerCB(action="close", request=request_id).pack()),
+                ]
+            ),
+        )
+    await tell_requester_accepted(bot, i18n, session, request)
+
+
+async def outcome_chosen(
+    query: CallbackQuery,
+    callback_data: OutcomeCB,
+    state: FSMContext,
+    session: AsyncSession,
+    account: Account,
+    partner_scope: str,
+    ctx: AppContext,
+    bot: Bot,
+    i18n: I18n,
+) -> None:
+    if callback_data.outcome not in napza.OUTCOMES:
+        await query.answer(_("This button is no longer valid."), show_alert=True)
+        return
+    request = await napza.close(
+        session, callback_data.request, partner_scope, account.telegram_id,
+        callback_data.outcome, ctx.now(),
+    )  # fmt: skip
+    if request is None:
+        await query.answer(_("This button is no longer valid."), show_alert=True)
+        return
+    await query.answer()
+    await state.clear()
+    if isinstance(query.message, Message):
+        await query.message.edit_text(
+            _("Case {ticket} closed: {outcome}.").format(
+                ticket=request.ticket, outcome=texts.OUTCOME_NAMES[callback_data.outcome]
+            )
+        )
+    await tell_requester_closed(bot, i18n, session, request)
+
+
+async def relay_from_partner(
+    message: Message,
+    state: FSMContext,
+    session: AsyncSession,
+    ctx: AppContext,
+    bot: Bot,
+    i18n: I18n,
+) -> None:
+    text = message.text or ""
+    if len(text) > RELAY_MAX:
+        await message.answer(_("That message is too long; please send at most 2000 characters."))
+        return
+    request_id = (await state.get_data())["request"]
+    target = await napza.add_relay(session, request_id, "partner", text, ctx.now())
+    if target is None:
+        await state.clear()
+        await message.answer(_("This case is closed; the chat has ended."))
+        return
+    await send_relay(bot, i18n, session, target, request_id, "partner", text)
+    await message.answer(_("Passed on."))
+
+
+async def relay_wrong(message: Message) -> None:
+    await message.answer(_("Only text can be passed on. /batal ends the chat."))
+
+
+def create_router() -> Router:
+    router = Router(name="partner")
+    staff = HasRole("partner")
+    router.callback_query.register(partner_action, staff, PartnerCB.filter())
+    router.callback_query.register(outcome_chosen, staff, OutcomeCB.filter())
+    router.message.register(relay_from_partner, staff, RelayFlow.partner, F.text)
+    router.message.register(relay_wrong, staff, RelayFlow.partner)
+    return router

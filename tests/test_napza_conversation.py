@@ -1,0 +1,220 @@
+"""Napza help requests end to end: requester questions, routing, partner staff, relay, SLA."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from bot.services import accounts, invites
+from bot.services.partners import import_partners
+from bot.worker import worker_tick
+from handlers.napza_notify import send_deliveries
+from models import HelpRequest
+
+NOW = datetime(2026, 5, 20, 3, 0, tzinfo=UTC)
+PARTNERS = """\
+code,name,kind,region_codes,phone,services
+IPWL-3204,IPWL Rumah Sehat Bandung,ipwl,32.04,081211112222,konseling;rawat jalan
+PKM-32,Puskesmas Jawa Barat,puskesmas,32,081233334444,konseling
+RS-NAS,Balai Rehabilitasi Nasional,rehabilitasi,*,081255556666,rawat inap
+"""
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+async def app(bot_app, sessionmaker, tmp_path):  # type: ignore[no-untyped-def]
+    path = tmp_path / "partners.csv"
+    path.write_text(PARTNERS, encoding="utf-8")
+    report = await import_partners(sessionmaker, path)
+    assert report.ok, report.errors
+    bot_app.clock = Clock()
+    bot_app.ctx.clock = bot_app.clock
+    return bot_app
+
+
+async def staff(app, sessionmaker, org: str, name: str):  # type: ignore[no-untyped-def]
+    async with sessionmaker() as session, session.begin():
+        payload = await invites.create_invite(
+            session, "partner", org, created_by=None, now=app.clock()
+        )
+    member = await app.user(name)
+    assert "staf lembaga mitra" in (await member.send(f"/start {payload}"))[-1].text
+    return member
+
+
+async def ask_for_help(user, *, region="bandung", pick="Kabupaten Bandung", note=None):  # type: ignore[no-untyped-def]
+    await user.send("/napza")
+    await user.press("Lanjutkan")
+    await user.press("Anggota keluarga")
+    await user.press("18–25 tahun")
+    await user.press("Rawat jalan")
+    await user.send(region)
+    await user.press(pick)
+    await user.press("Tidak mendesak")
+    if note is None:
+        await user.press("Lewati")
+    else:
+        await user.send(note)
+    replies = await user.press("Ya, kirim")
+    match = re.search(r"NPZ-[0-9A-Z]{6}", replies[-1].text)
+    assert match, replies[-1].text
+    return match.group(0)
+
+
+async def run_worker(app, sessionmaker):  # type: ignore[no-untyped-def]
+    deliveries = await worker_tick(app.ctx, app.clock())
+    async with sessionmaker() as session, session.begin():
+        await send_deliveries(app.bot, app.dp.workflow_data["i18n"], session, deliveries)
+
+
+async def test_emergency_numbers_come_before_any_question(app):
+    user = await app.user("Rina")
+    first = (await user.send("/napza"))[-1]
+    assert "112" in first.text and "119" in first.text and "184" in first.text
+    assert first.button_labels == ["Lanjutkan"]
+    assert "jawab dengan tombol" in (await user.send("halo"))[-1].text
+
+
+async def test_request_reaches_the_most_specific_partner_and_completes(app, sessionmaker):
+    ana = await staff(app, sessionmaker, "IPWL-3204", "Ana")
+    budi = await staff(app, sessionmaker, "IPWL-3204", "Budi")
+    province = await staff(app, sessionmaker, "PKM-32", "Citra")
+    requester = await app.user("Rina", username="rina_secret")
+    ticket = await ask_for_help(requester, note="Anak saya butuh bantuan <segera>")
+
+    offer = await ana.last()
+    assert (
+        ticket in offer.text and "Rawat jalan" in offer.text and "Kabupaten Bandung" in offer.text
+    )
+    assert "Anak saya butuh bantuan <segera>" in offer.text
+    for leak in ("Rina", "rina_secret", str(requester.id)):
+        assert leak not in offer.text
+    assert ticket in (await budi.last()).text
+    assert ticket not in " ".join(m.text for m in await province.messages())
+
+    await ana.press("Terima")
+    assert "Diambil oleh Ana" in (await budi.last()).text
+    await budi.callback(
+        (await budi.last()).message_id, f"prt:accept:{(await _request(sessionmaker, ticket)).id}"
+    )
+    assert (await budi.callback_answers())[-1]["text"] in (
+        "Rekan Anda sudah mengambil permintaan ini.",
+        "Tombol ini sudah tidak berlaku.",
+    )
+    told = await requester.last()
+    assert "IPWL Rumah Sehat Bandung" in told.text and "+6281211112222" in told.text
+
+    await requester.press("Chat dengan lembaga")
+    await requester.send("Kapan bisa datang?")
+    relayed = await ana.last()
+    assert "Pesan dari peminta bantuan" in relayed.text and "Kapan bisa datang?" in relayed.text
+    assert "Rina" not in relayed.text
+    await ana.press("Balas")
+    await ana.send("Besok jam 9 di kantor kami.")
+    assert "Besok jam 9" in (await requester.last()).text
+
+    await ana.send("/batal")
+    await ana.callback(
+        (await ana.last()).message_id, f"prt:close:{(await _request(sessionmaker, ticket)).id}"
+    )
+    await ana.press("Dirujuk")
+    assert "Lembaga telah menutup tiket" in (await requester.last()).text
+    request = await _request(sessionmaker, ticket)
+    assert request.status == "closed" and request.outcome == "dirujuk"
+
+
+async def _request(sessionmaker, ticket):  # type: ignore[no-untyped-def]
+    async with sessionmaker() as session:
+        return await session.scalar(select(HelpRequest).where(HelpRequest.ticket == ticket))
+
+
+async def test_bad_answers_are_refused_politely(app, sessionmaker):
+    partner = await staff(app, sessionmaker, "IPWL-3204", "Ana")
+    user = await app.user("Rina")
+    await user.send("/napza")
+    await user.press("Lanjutkan")
+    await user.press("Diri sendiri")
+    await user.press("Di atas 40 tahun")
+    await user.press("Konseling")
+    assert "tidak ditemukan" in (await user.send("xyzxyz"))[-1].text
+    assert "ketik nama kabupaten" in (await user.send_sticker())[-1].text
+    await user.send("bandung")
+    await user.press("Kabupaten Bandung")
+    await user.press("Mendesak (hari ini)")
+    assert "501 karakter" in (await user.send("a" * 501))[-1].text
+    await user.send("Catatan singkat")
+    replies = await user.press("Tidak, jangan kirim")
+    assert "Tidak ada yang dikirim" in replies[-1].text
+    assert all("NPZ-" not in m.text for m in await partner.messages())
+
+
+async def test_decline_passes_to_the_next_partner(app, sessionmaker):
+    ana = await staff(app, sessionmaker, "IPWL-3204", "Ana")
+    citra = await staff(app, sessionmaker, "PKM-32", "Citra")
+    ticket = await ask_for_help(await app.user("Rina"))
+    await ana.press("Tolak")
+    withdrawn = await ana.last()
+    assert "diteruskan ke lembaga lain" in withdrawn.text and not withdrawn.inline_buttons
+    assert ticket in (await citra.last()).text
+
+
+async def test_unanswered_request_moves_on_then_escalates_to_admins(app, sessionmaker):
+    await staff(app, sessionmaker, "IPWL-3204", "Ana")
+    citra = await staff(app, sessionmaker, "PKM-32", "Citra")
+    national = await staff(app, sessionmaker, "RS-NAS", "Dewi")
+    admin = await app.user("Admin")
+    async with sessionmaker() as session, session.begin():
+        await accounts.ensure_national_admins(session, [admin.id])
+    requester = await app.user("Rina")
+    ticket = await ask_for_help(requester)
+
+    app.clock.now = NOW + timedelta(hours=23)
+    await run_worker(app, sessionmaker)
+    assert ticket not in " ".join(m.text for m in await citra.messages())
+    for hours, who in ((25, citra), (50, national)):
+        app.clock.now = NOW + timedelta(hours=hours)
+        await run_worker(app, sessionmaker)
+        assert ticket in (await who.last()).text
+    app.clock.now = NOW + timedelta(hours=75)
+    await run_worker(app, sessionmaker)
+    await run_worker(app, sessionmaker)  # a second pass must not escalate twice
+    alerts = [m for m in await admin.messages() if ticket in m.text]
+    assert len(alerts) == 1 and "Tidak ada lembaga mitra yang menjawab" in alerts[0].text
+    assert "petugas sudah diberi tahu" in (await requester.last()).text
+
+
+async def test_a_partner_cannot_open_another_partners_request(app, sessionmaker):
+    await staff(app, sessionmaker, "IPWL-3204", "Ana")
+    outsider = await staff(app, sessionmaker, "PKM-32", "Citra")
+    ticket = await ask_for_help(await app.user("Rina"), note="rahasia")
+    request = await _request(sessionmaker, ticket)
+    own = (await outsider.last()).message_id
+    for action in ("accept", "reply", "close", "decline"):
+        await outsider.callback(own, f"prt:{action}:{request.id}")
+        assert (await outsider.callback_answers())[-1]["text"] == "Tombol ini sudah tidak berlaku."
+    assert all("rahasia" not in m.text for m in await outsider.messages())
+    assert (await _request(sessionmaker, ticket)).status == "routing"
+
+
+async def test_ticket_status_and_cancel(app, sessionmaker):
+    ana = await staff(app, sessionmaker, "IPWL-3204", "Ana")
+    requester = await app.user("Rina")
+    ticket = await ask_for_help(requester)
+    status = (await requester.send("/tiket"))[-1]
+    assert ticket in status.text and "menunggu lembaga mitra" in status.text
+    await requester.press("Batalkan permintaan ini")
+    assert "dibatalkan" in (await requester.last()).text
+    assert "membatalkan permintaan ini" in (await ana.last()).text
+    assert "Anda tidak memiliki" not in (await requester.send(f"/tiket {ticket}"))[-1].text
+    stranger = await app.user("Eko")
+    assert "tidak memiliki permintaan" in (await stranger.send(f"/tiket {ticket}"))[-1].text
