@@ -6,13 +6,13 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bot.services import accounts, invites
 from bot.services.partners import import_partners
 from bot.worker import worker_tick
 from handlers.napza_notify import send_deliveries
-from models import HelpRequest
+from models import HelpRequest, RelayMessage
 
 NOW = datetime(2026, 5, 20, 3, 0, tzinfo=UTC)
 PARTNERS = """\
@@ -131,6 +131,23 @@ async def test_request_reaches_the_most_specific_partner_and_completes(app, sess
     assert "Lembaga telah menutup tiket" in (await requester.last()).text
     request = await _request(sessionmaker, ticket)
     assert request.status == "closed" and request.outcome == "dirujuk"
+    assert request.note == "Anak saya butuh bantuan <segera>"
+
+    # retention: 90 days after closing, the note and the relayed chat are gone
+    app.clock.now = NOW + timedelta(days=89)
+    await run_worker(app, sessionmaker)
+    assert (await _request(sessionmaker, ticket)).note is not None
+    app.clock.now = NOW + timedelta(days=91)
+    await run_worker(app, sessionmaker)
+    purged = await _request(sessionmaker, ticket)
+    assert purged.note is None and purged.purged_at is not None
+    async with sessionmaker() as session:
+        left = await session.scalar(
+            select(func.count())
+            .select_from(RelayMessage)
+            .where(RelayMessage.request_id == purged.id)
+        )
+    assert left == 0
 
 
 async def _request(sessionmaker, ticket):  # type: ignore[no-untyped-def]
