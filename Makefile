@@ -48,7 +48,7 @@ format: install
 catalogs: install
 	$(BIN)/pybabel extract -F babel.cfg -k _ -k __ -k lazy_gettext --no-location \
 		--sort-output --project=bansos-bot -o locales/messages.pot .
-	$(BIN)/pybabel update -i locales/messages.pot -d locales -D messages --no-location \
+	$(BIN)/pybabel update -i locales/messages.pot -d locales -D messages --width 100 \
 		--ignore-obsolete
 	$(BIN)/pybabel compile -d locales -D messages --statistics
 
