@@ -342,7 +342,7 @@ async def open_relay(
         )  # fmt: skip
 
 
-async def relay_from_requester(
+async def relay(
     message: Message,
     state: FSMContext,
     session: AsyncSession,
@@ -350,17 +350,19 @@ async def relay_from_requester(
     bot: Bot,
     i18n: I18n,
 ) -> None:
+    """Pass a text on to the other side of an accepted request (requester or partner)."""
     text = message.text or ""
     if len(text) > RELAY_MAX:
         await message.answer(_("That message is too long; please send at most 2000 characters."))
         return
+    sender = "partner" if await state.get_state() == RelayFlow.partner.state else "requester"
     request_id = (await state.get_data())["request"]
-    target = await napza.add_relay(session, request_id, "requester", text, ctx.now())
+    target = await napza.add_relay(session, request_id, sender, text, ctx.now())
     if target is None:
         await state.clear()
         await message.answer(_("This case is closed; the chat has ended."))
         return
-    await send_relay(bot, i18n, session, target, request_id, "requester", text)
+    await send_relay(bot, i18n, session, target, request_id, sender, text)
     await message.answer(_("Passed on."))
 
 
@@ -388,6 +390,6 @@ def create_router() -> Router:
     router.message.register(tickets, F.text == texts.BTN_MY_TICKETS)
     router.callback_query.register(cancel_ticket, TicketCB.filter())
     router.callback_query.register(open_relay, RelayCB.filter())
-    router.message.register(relay_from_requester, RelayFlow.requester, F.text)
+    router.message.register(relay, RelayFlow.requester, F.text)
     router.message.register(relay_wrong, RelayFlow.requester)
     return router

@@ -15,11 +15,10 @@ from bot.filters import HasRole
 from bot.keyboards import OutcomeCB, PartnerCB
 from bot.services import napza
 from bot.services.napza import AcceptResult
-from handlers.napza import RELAY_MAX, sla_policy
+from handlers.napza import relay, relay_wrong, sla_policy
 from handlers.napza_notify import (
     close_notices,
     send_deliveries,
-    send_relay,
     tell_requester_accepted,
     tell_requester_closed,
 )
@@ -158,37 +157,11 @@ async def outcome_chosen(
     await tell_requester_closed(bot, i18n, session, request)
 
 
-async def relay_from_partner(
-    message: Message,
-    state: FSMContext,
-    session: AsyncSession,
-    ctx: AppContext,
-    bot: Bot,
-    i18n: I18n,
-) -> None:
-    text = message.text or ""
-    if len(text) > RELAY_MAX:
-        await message.answer(_("That message is too long; please send at most 2000 characters."))
-        return
-    request_id = (await state.get_data())["request"]
-    target = await napza.add_relay(session, request_id, "partner", text, ctx.now())
-    if target is None:
-        await state.clear()
-        await message.answer(_("This case is closed; the chat has ended."))
-        return
-    await send_relay(bot, i18n, session, target, request_id, "partner", text)
-    await message.answer(_("Passed on."))
-
-
-async def relay_wrong(message: Message) -> None:
-    await message.answer(_("Only text can be passed on. /batal ends the chat."))
-
-
 def create_router() -> Router:
     router = Router(name="partner")
     staff = HasRole("partner")
     router.callback_query.register(partner_action, staff, PartnerCB.filter())
     router.callback_query.register(outcome_chosen, staff, OutcomeCB.filter())
-    router.message.register(relay_from_partner, staff, RelayFlow.partner, F.text)
+    router.message.register(relay, staff, RelayFlow.partner, F.text)
     router.message.register(relay_wrong, staff, RelayFlow.partner)
     return router

@@ -132,46 +132,34 @@ async def national_admin(session: AsyncSession, hasher: Hasher, persona: Persona
     await accounts.ensure_national_admins(session, [persona.telegram_id])
 
 
-def agent_of(ewarong_code: str) -> PersonaSetup:
-    """A hook that makes the persona an agent of this demo e-Warong."""
+def staff_role(role: str, scope: str, model: type[EWarong | PartnerOrganisation]) -> PersonaSetup:
+    """A hook that gives the persona a staff `role` bound to `scope` (which must exist)."""
 
     async def setup(session: AsyncSession, hasher: Hasher, persona: Persona) -> None:
         account = await accounts.get_or_create(session, persona.telegram_id, persona.language_code)
-        if any(r.role == "agent" and r.scope == ewarong_code for r in account.roles):
+        if any(r.role == role and r.scope == scope for r in account.roles):
             return
-        if await session.get(EWarong, ewarong_code) is None:
-            raise PersonaSetupError(f"{persona.name}: no e-Warong {ewarong_code} in the demo")
-        account.roles.append(
-            AccountRole(telegram_id=persona.telegram_id, role="agent", scope=ewarong_code)
-        )
+        if await session.get(model, scope) is None:
+            what = "e-Warong" if model is EWarong else "partner"
+            raise PersonaSetupError(f"{persona.name}: no {what} {scope} in the demo")
+        account.roles.append(AccountRole(telegram_id=persona.telegram_id, role=role, scope=scope))
         await audit.record(
             session, "role.granted", subject_type="account", subject_id=persona.telegram_id,
-            role="agent", scope=ewarong_code, source="sandbox",
+            role=role, scope=scope, source="sandbox",
         )  # fmt: skip
         await session.flush()
 
     return setup
+
+
+def agent_of(ewarong_code: str) -> PersonaSetup:
+    """A hook that makes the persona an agent of this demo e-Warong."""
+    return staff_role("agent", ewarong_code, EWarong)
 
 
 def staff_of(partner_code: str) -> PersonaSetup:
     """A hook that makes the persona a staff member of this demo partner organisation."""
-
-    async def setup(session: AsyncSession, hasher: Hasher, persona: Persona) -> None:
-        account = await accounts.get_or_create(session, persona.telegram_id, persona.language_code)
-        if any(r.role == "partner" and r.scope == partner_code for r in account.roles):
-            return
-        if await session.get(PartnerOrganisation, partner_code) is None:
-            raise PersonaSetupError(f"{persona.name}: no partner {partner_code} in the demo")
-        account.roles.append(
-            AccountRole(telegram_id=persona.telegram_id, role="partner", scope=partner_code)
-        )
-        await audit.record(
-            session, "role.granted", subject_type="account", subject_id=persona.telegram_id,
-            role="partner", scope=partner_code, source="sandbox",
-        )  # fmt: skip
-        await session.flush()
-
-    return setup
+    return staff_role("partner", partner_code, PartnerOrganisation)
 
 
 # --------------------------------------------------------------------------- the data
