@@ -6,7 +6,7 @@ import logging
 from html import escape
 
 from aiogram import Bot, F, Router
-from aiogram.filters import Command
+from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import I18n
@@ -212,7 +212,8 @@ def create_router() -> Router:
     router.callback_query.register(lock_press, LockCB.filter())
     router.message.register(nearby_ask, Command("ewarong"))
     router.message.register(nearby_ask, F.text == texts.BTN_NEARBY)
-    router.message.register(nearby_answer, F.location)
+    # A location outside any flow, or at this flow's step (other flows take their own).
+    router.message.register(nearby_answer, StateFilter(None, NearbyFlow.location), F.location)
     router.message.register(nearby_wrong, NearbyFlow.location)
     router.callback_query.register(dispute_press, DisputeCB.filter())
     return router

@@ -256,14 +256,22 @@ async def _consent(
     delivery = await napza.create_request(
         session, account.telegram_id, answers, sla_policy(ctx), ctx.now()
     )
+    await session.commit()  # the request exists before any partner can press Terima
     if message:
+        if delivery.partner is None:  # nobody covers the region: the admins were alerted
+            text = _(
+                "Your request is sent. Your ticket: <b>{ticket}</b>\n"
+                "No partner organisation covers your area yet, so an officer has been told. "
+                "If it is an emergency, call 112, 119 or BNN's 184."
+            )
+        else:
+            text = _(
+                "Your request is sent. Your ticket: <b>{ticket}</b>\n"
+                "Check it any time with /tiket. A partner organisation will answer here."
+            )
         await message.answer(
-            _("Your request is sent. Your ticket: <b>{ticket}</b>\n"
-              "Check it any time with /tiket. A partner organisation will answer here.").format(
-                ticket=delivery.request.ticket
-            ),
-            reply_markup=keyboards.main_menu(account),
-        )  # fmt: skip
+            text.format(ticket=delivery.request.ticket), reply_markup=keyboards.main_menu(account)
+        )
     await send_deliveries(bot, i18n, session, [delivery])
 
 
@@ -357,7 +365,8 @@ async def relay(
         return
     sender = "partner" if await state.get_state() == RelayFlow.partner.state else "requester"
     request_id = (await state.get_data())["request"]
-    target = await napza.add_relay(session, request_id, sender, text, ctx.now())
+    staff_id = message.from_user.id if message.from_user and sender == "partner" else None
+    target = await napza.add_relay(session, request_id, sender, text, ctx.now(), staff_id)
     if target is None:
         await state.clear()
         await message.answer(_("This case is closed; the chat has ended."))
@@ -390,6 +399,6 @@ def create_router() -> Router:
     router.message.register(tickets, F.text == texts.BTN_MY_TICKETS)
     router.callback_query.register(cancel_ticket, TicketCB.filter())
     router.callback_query.register(open_relay, RelayCB.filter())
-    router.message.register(relay, RelayFlow.requester, F.text)
+    router.message.register(relay, RelayFlow.requester, F.text, ~F.text.startswith("/"))
     router.message.register(relay_wrong, RelayFlow.requester)
     return router

@@ -23,14 +23,13 @@ from bot.keyboards import PartnerCB, RelayCB
 from bot.services import accounts, napza
 from bot.services.napza import Delivery
 from bot.services.regions import region_name
-from models import Account, HelpRequest
+from models import HelpRequest
 
 log = logging.getLogger(__name__)
 
 
 async def _locale_of(session: AsyncSession, telegram_id: int) -> str:
-    account = await session.get(Account, telegram_id)
-    return accounts.locale_for(account, account.language_code if account else None)
+    return await accounts.locale_of(session, telegram_id)
 
 
 async def _send(
@@ -50,7 +49,6 @@ async def offer_text(session: AsyncSession, request: HelpRequest, locale: str) -
     lines = [
         _("<b>Help request {ticket}</b>").format(ticket=request.ticket),
         _("Help: {value}").format(value=texts.HELP_TYPE_NAMES[request.help_type]),
-        _("For: {value}").format(value=texts.FOR_WHOM_NAMES[request.for_whom]),
         _("Age group: {value}").format(value=texts.AGE_GROUP_NAMES[request.age_group]),
         _("Region: {name}").format(name=escape(region)),
         _("Urgency: {value}").format(value=texts.URGENCY_NAMES[request.urgent]),
@@ -71,10 +69,18 @@ async def send_deliveries(
 ) -> None:
     """Offer each request to its partner's staff, or tell the admins it found no partner."""
     for delivery in deliveries:
-        request = delivery.request
+        # The delivery was computed in an earlier transaction: act on the request as
+        # it is now (it may have been cancelled or moved on in between).
+        request = await napza.get_request(session, delivery.request.id) or delivery.request
+        await session.refresh(request)
         for telegram_id, message_id in delivery.withdrawn_notices:
             await _withdraw(bot, i18n, session, request, telegram_id, message_id)
-        for staff in delivery.staff:
+        still_offered = (
+            delivery.partner is not None
+            and request.status == "routing"
+            and request.partner_code == delivery.partner.code
+        )
+        for staff in delivery.staff if still_offered else []:
             locale = await _locale_of(session, staff)
             with i18n.context(), i18n.use_locale(locale):
                 text = await offer_text(session, request, locale)
@@ -87,7 +93,7 @@ async def send_deliveries(
             message_id = await _send(bot, staff, text, markup)
             if message_id is not None:
                 await napza.record_notice(session, request.id, staff, message_id)
-        for admin in delivery.admins:
+        for admin in delivery.admins if request.status == "escalated" else []:
             locale = await _locale_of(session, admin)
             with i18n.context(), i18n.use_locale(locale):
                 text = _(
@@ -95,7 +101,11 @@ async def send_deliveries(
                     "arrange help in this region.\n\n{details}"
                 ).format(ticket=request.ticket, details=await offer_text(session, request, locale))
             await _send(bot, admin, text)
-        if delivery.requester is not None and delivery.partner is None:
+        if (
+            delivery.requester is not None
+            and delivery.partner is None
+            and request.status == "escalated"
+        ):
             locale = await _locale_of(session, delivery.requester)
             with i18n.context(), i18n.use_locale(locale):
                 text = _(
@@ -157,8 +167,12 @@ async def _withdraw(
 async def close_notices(
     bot: Bot, i18n: I18n, session: AsyncSession, request: HelpRequest, text_for: object
 ) -> None:
-    """Replace the Accept/Decline buttons everyone got with a line saying what happened."""
-    for telegram_id, message_id in await napza.notices(session, request.id):
+    """Replace the Accept/Decline buttons of the current partner's staff with what happened.
+
+    Staff of partners that declined or let the deadline pass keep the short "passed on"
+    text: they must not see the request again.
+    """
+    for telegram_id, message_id in await napza.notices(session, request.id, request.partner_code):
         locale = await _locale_of(session, telegram_id)
         with i18n.context(), i18n.use_locale(locale):
             text = await offer_text(session, request, locale) + "\n\n" + text_for()  # type: ignore[operator]
@@ -186,7 +200,7 @@ async def send_relay(
     text: str,
 ) -> None:
     """Pass a message on as the bot's own, naming only the side it comes from."""
-    request = await session.get(HelpRequest, request_id)
+    request = await napza.get_request(session, request_id)
     locale = await _locale_of(session, target)
     with i18n.context(), i18n.use_locale(locale):
         if sender == "partner":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from html import escape
+
 from aiogram import Bot, F, Router
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
@@ -26,6 +28,13 @@ from handlers.states import RelayFlow
 from models import Account
 
 
+async def _acting_partner(session: AsyncSession, account: Account, request_id: int) -> str | None:
+    """The partner this staff member acts for on this request (staff may serve several)."""
+    current = await napza.current_partner(session, request_id)
+    mine = {role.scope for role in account.roles if role.role == "partner"}
+    return current if current in mine else None
+
+
 async def partner_action(
     query: CallbackQuery,
     callback_data: PartnerCB,
@@ -38,6 +47,10 @@ async def partner_action(
     i18n: I18n,
 ) -> None:
     request_id, action = callback_data.request, callback_data.action
+    partner_scope = await _acting_partner(session, account, request_id)
+    if partner_scope is None:
+        await query.answer(_("This button is no longer valid."), show_alert=True)
+        return
     if action == "accept":
         await _accept(query, session, account, partner_scope, request_id, ctx, bot, i18n)
     elif action == "decline":
@@ -106,7 +119,7 @@ async def _accept(
         return
     await query.answer()
     request = outcome.request
-    name = query.from_user.first_name
+    name = escape(query.from_user.first_name)
     await close_notices(
         bot, i18n, session, request, lambda: _("Taken by {name}.").format(name=name)
     )
@@ -136,7 +149,8 @@ async def outcome_chosen(
     bot: Bot,
     i18n: I18n,
 ) -> None:
-    if callback_data.outcome not in napza.OUTCOMES:
+    partner_scope = await _acting_partner(session, account, callback_data.request) or ""
+    if callback_data.outcome not in napza.OUTCOMES or not partner_scope:
         await query.answer(_("This button is no longer valid."), show_alert=True)
         return
     request = await napza.close(
@@ -162,6 +176,6 @@ def create_router() -> Router:
     staff = HasRole("partner")
     router.callback_query.register(partner_action, staff, PartnerCB.filter())
     router.callback_query.register(outcome_chosen, staff, OutcomeCB.filter())
-    router.message.register(relay, staff, RelayFlow.partner, F.text)
+    router.message.register(relay, staff, RelayFlow.partner, F.text, ~F.text.startswith("/"))
     router.message.register(relay_wrong, staff, RelayFlow.partner)
     return router

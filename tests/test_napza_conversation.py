@@ -107,10 +107,8 @@ async def test_request_reaches_the_most_specific_partner_and_completes(app, sess
     await budi.callback(
         (await budi.last()).message_id, f"prt:accept:{(await _request(sessionmaker, ticket)).id}"
     )
-    assert (await budi.callback_answers())[-1]["text"] in (
-        "Rekan Anda sudah mengambil permintaan ini.",
-        "Tombol ini sudah tidak berlaku.",
-    )
+    answers = await budi.callback_answers()
+    assert answers[-1]["text"] == "Rekan Anda sudah mengambil permintaan ini."
     told = await requester.last()
     assert "IPWL Rumah Sehat Bandung" in told.text and "+6281211112222" in told.text
 
@@ -216,8 +214,12 @@ async def test_a_partner_cannot_open_another_partners_request(app, sessionmaker)
     ticket = await ask_for_help(await app.user("Rina"), note="rahasia")
     request = await _request(sessionmaker, ticket)
     own = (await outsider.last()).message_id
-    for action in ("accept", "reply", "close", "decline"):
-        await outsider.callback(own, f"prt:{action}:{request.id}")
+    for data in (
+        *(f"prt:{action}:{request.id}" for action in ("accept", "reply", "close", "decline")),
+        "prt:accept:99999999999999999999",  # forged, beyond any id
+        f"out:{request.id}:selesai",
+    ):
+        await outsider.callback(own, data)
         assert (await outsider.callback_answers())[-1]["text"] == "Tombol ini sudah tidak berlaku."
     assert all("rahasia" not in m.text for m in await outsider.messages())
     assert (await _request(sessionmaker, ticket)).status == "routing"
@@ -235,3 +237,33 @@ async def test_ticket_status_and_cancel(app, sessionmaker):
     assert "Anda tidak memiliki" not in (await requester.send(f"/tiket {ticket}"))[-1].text
     stranger = await app.user("Eko")
     assert "tidak memiliki permintaan" in (await stranger.send(f"/tiket {ticket}"))[-1].text
+
+
+async def test_location_at_the_where_step_picks_the_regency(app, sessionmaker, tmp_path):
+    from tests.shopping_support import shopping_world
+
+    await shopping_world(sessionmaker, app.ctx.hasher, tmp_path)  # e-Warongs are the map
+    ana = await staff(app, sessionmaker, "IPWL-3204", "Ana")
+    user = await app.user("Rina")
+    await user.send("/napza")
+    await user.press("Lanjutkan")
+    await user.press("Diri sendiri")
+    await user.press("Di bawah 18 tahun")
+    await user.press("Informasi")
+    replies = await user.share_location(-6.95, 107.55)  # Margaasih, Kab. Bandung
+    assert any("Wilayah: Kabupaten Bandung" in m.text for m in replies)
+    await user.press("Tidak mendesak")
+    await user.press("Lewati")
+    await user.press("Ya, kirim")
+    assert "Kabupaten Bandung" in (await ana.last()).text
+
+
+async def test_declined_partner_does_not_see_the_request_again(app, sessionmaker):
+    ana = await staff(app, sessionmaker, "IPWL-3204", "Ana")
+    citra = await staff(app, sessionmaker, "PKM-32", "Citra")
+    ticket = await ask_for_help(await app.user("Rina"), note="catatan-rahasia")
+    await ana.press("Tolak")
+    await citra.press("Terima")
+    after = await ana.last()
+    assert "catatan-rahasia" not in after.text and "Diambil" not in after.text
+    assert ticket in after.text and "diteruskan ke lembaga lain" in after.text

@@ -389,9 +389,14 @@ async def test_relay_and_close(
     assert (await _accept(sessionmaker, request.id, "REG", 102)).result is AcceptResult.ACCEPTED
     async with sessionmaker() as session, session.begin():
         assert await napza.add_relay(session, request.id, "requester", "halo", NOW) == 102
-        assert await napza.add_relay(session, request.id, "partner", "selamat siang", NOW) == (
-            REQUESTER
-        )
+        assert await napza.add_relay(session, request.id, "partner", "selamat siang", NOW) is None
+        assert (
+            await napza.add_relay(
+                session, request.id, "partner", "selamat siang", NOW, staff_id=101
+            )
+            == REQUESTER
+        )  # any current staff member of the owning partner may write
+        assert await napza.add_relay(session, request.id, "partner", "x", NOW, 999) is None
         with pytest.raises(ValueError):
             await napza.add_relay(session, request.id, "partner", "x" * 2001, NOW)
         with pytest.raises(ValueError):

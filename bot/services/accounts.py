@@ -119,3 +119,9 @@ async def admins_for_region(session: AsyncSession, region_code: str) -> list[Acc
         for role in account.roles
         if role.role == "admin" and (not role.scope or region_code.startswith(role.scope))
     ]
+
+
+async def locale_of(session: AsyncSession, telegram_id: int) -> str:
+    """The language to write to this Telegram user in."""
+    account = await session.get(Account, telegram_id)
+    return locale_for(account, account.language_code if account else None)

@@ -876,7 +876,12 @@ async def cancel(
 
 
 async def add_relay(
-    session: AsyncSession, request_id: int, sender: str, text: str, now: datetime
+    session: AsyncSession,
+    request_id: int,
+    sender: str,
+    text: str,
+    now: datetime,
+    staff_id: int | None = None,
 ) -> int | None:
     """Store a relayed message; the counterpart's Telegram id, or None unless accepted.
 
@@ -890,7 +895,17 @@ async def add_relay(
     if not text or len(text) > RELAY_MAX:
         raise ValueError(f"text must be 1-{RELAY_MAX} characters")
     request = await _fresh(session, request_id)
-    if request is None or request.status != ACCEPTED:
+    if request is None or request.status != ACCEPTED or request.partner_code is None:
+        return None
+    # Only current staff of the owning partner may write, and only to a staff member
+    # who is still there: a removed member neither sends nor receives.
+    if sender == "partner" and (
+        staff_id is None or not await _is_staff(session, request.partner_code, staff_id)
+    ):
+        return None
+    if request.accepted_by is None or not await _is_staff(
+        session, request.partner_code, request.accepted_by
+    ):
         return None
     session.add(RelayMessage(request_id=request_id, sender=sender, text=text, created_at=now))
     await session.flush()
@@ -903,6 +918,19 @@ async def add_relay(
         length=len(text),
     )
     return request.requester_telegram_id if sender == "partner" else request.accepted_by
+
+
+async def get_request(session: AsyncSession, request_id: int) -> HelpRequest | None:
+    """The request by id (for notifications; callers decide who may see what)."""
+    if not 0 < request_id < 2**63:
+        return None
+    return await session.get(HelpRequest, request_id)
+
+
+async def current_partner(session: AsyncSession, request_id: int) -> str | None:
+    """The code of the partner the request is offered to or owned by, if any."""
+    request = await get_request(session, request_id)
+    return request.partner_code if request else None
 
 
 async def relay_transcript(session: AsyncSession, request_id: int) -> list[RelayMessage]:
