@@ -267,3 +267,19 @@ async def test_declined_partner_does_not_see_the_request_again(app, sessionmaker
     after = await ana.last()
     assert "catatan-rahasia" not in after.text and "Diambil" not in after.text
     assert ticket in after.text and "diteruskan ke lembaga lain" in after.text
+
+
+async def test_napza_requests_leave_no_identity_or_note_in_the_logs(app, sessionmaker, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO)  # the production level (DEBUG driver traces are off there)
+    ana = await staff(app, sessionmaker, "IPWL-3204", "Ana")
+    requester = await app.user("Rina")
+    await ask_for_help(requester, note="pesan-sangat-rahasia")
+    await ana.press("Terima")
+    await requester.press("Chat dengan lembaga")
+    await requester.send("isi-chat-rahasia")
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "napza.created" in logged  # the events are logged
+    for secret in (str(requester.id), "pesan-sangat-rahasia", "isi-chat-rahasia", "Rina"):
+        assert secret not in logged, secret
