@@ -12,4 +12,4 @@ app = typer.Typer(
 )
 
 # Command modules register themselves on import.
-from bot.cli import data, napza, operations, reports, runtime, sandbox  # noqa: E402,F401
+from bot.cli import admin, data, napza, operations, reports, runtime, sandbox  # noqa: E402,F401

@@ -88,19 +88,7 @@ async def ensure_national_admins(session: AsyncSession, telegram_ids: list[int])
     """Give each id in ADMIN_IDS the national admin role (scope None); returns how many were new."""
     added = 0
     for telegram_id in telegram_ids:
-        account = await get_or_create(session, telegram_id, None)
-        if any(role.role == "admin" and role.scope is None for role in account.roles):
-            continue
-        account.roles.append(AccountRole(telegram_id=telegram_id, role="admin", scope=None))
-        await audit.record(
-            session,
-            "admin.granted",
-            subject_type="account",
-            subject_id=telegram_id,
-            source="ADMIN_IDS",
-        )
-        added += 1
-    await session.flush()
+        added += await grant_admin(session, telegram_id, None, actor=None, source="ADMIN_IDS")
     return added
 
 
@@ -125,3 +113,25 @@ async def locale_of(session: AsyncSession, telegram_id: int) -> str:
     """The language to write to this Telegram user in."""
     account = await session.get(Account, telegram_id)
     return locale_for(account, account.language_code if account else None)
+
+
+async def grant_admin(
+    session: AsyncSession,
+    telegram_id: int,
+    scope: str | None,
+    *,
+    actor: int | None,
+    source: str = "cli",
+) -> bool:
+    """Make `telegram_id` an admin, national (scope None) or of a region prefix; False if
+    it already is one with that scope."""
+    account = await get_or_create(session, telegram_id, None)
+    if any(role.role == "admin" and role.scope == scope for role in account.roles):
+        return False
+    account.roles.append(AccountRole(telegram_id=telegram_id, role="admin", scope=scope))
+    await audit.record(
+        session, "admin.granted", actor=actor, subject_type="account", subject_id=telegram_id,
+        scope=scope, source=source,
+    )  # fmt: skip
+    await session.flush()
+    return True

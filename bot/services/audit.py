@@ -6,7 +6,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import AuditEvent
@@ -59,3 +59,13 @@ async def record_fast(
             details=details,
         )
     )
+
+
+async def recent(
+    session: AsyncSession, *, limit: int = 50, action_prefix: str | None = None
+) -> list[AuditEvent]:
+    """The newest audit events, newest first (optionally only actions starting with a prefix)."""
+    statement = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+    if action_prefix:
+        statement = statement.where(AuditEvent.action.startswith(action_prefix))
+    return list(await session.scalars(statement))
