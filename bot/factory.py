@@ -117,7 +117,7 @@ def create_dispatcher(ctx: AppContext) -> Dispatcher:
     return dp
 
 
-COMMANDS = ("start", "status", "bantuan", "bahasa", "batal")
+COMMANDS = ("start", "status", "kode", "napza", "tiket", "bantuan", "bahasa", "batal")
 
 
 def command_menu(i18n: I18n, locale: str) -> list[BotCommand]:
@@ -128,6 +128,9 @@ def command_menu(i18n: I18n, locale: str) -> list[BotCommand]:
         descriptions = {
             "start": _("Main menu"),
             "status": _("My PKH and BPNT status"),
+            "kode": _("BPNT shopping code"),
+            "napza": _("Confidential Napza help"),
+            "tiket": _("My Napza tickets"),
             "bantuan": _("Help"),
             "bahasa": _("Language"),
             "batal": _("Cancel what I am doing"),

@@ -36,7 +36,7 @@ def greeting(first_name: str, linked: Beneficiary | None) -> str:
     ).format(name=name, kpm=escape(mask_name(linked.name)))
 
 
-def help_text(is_agent: bool = False, is_admin: bool = False) -> str:
+def help_text(is_agent: bool = False, is_admin: bool = False, is_partner: bool = False) -> str:
     """What each menu item does; staff see their own items too."""
     parts = [
         _(
@@ -49,6 +49,8 @@ def help_text(is_agent: bool = False, is_admin: bool = False) -> str:
             "when you buy food with BPNT.\n"
             "• <b>{nearby}</b>: share your location to see the 3 nearest e-Warongs.\n"
             "• <b>{lock}</b>: stop all BPNT purchases (a lost card) and allow them again.\n"
+            "• <b>{napza}</b> or /napza: confidential help with drug abuse for you or a family "
+            "member, from a partner organisation near you; /tiket shows your requests.\n"
             "• <b>{erase}</b>: unlink this account and delete what the bot keeps about you. "
             "The ministry's registry is not changed.\n"
             "• <b>{language}</b>: Bahasa Indonesia or English."
@@ -58,6 +60,7 @@ def help_text(is_agent: bool = False, is_admin: bool = False) -> str:
             code=escape(str(texts.BTN_SHOPPING_CODE)),
             nearby=escape(str(texts.BTN_NEARBY)),
             lock=escape(str(texts.BTN_SHOPPING_LOCK)),
+            napza=escape(str(texts.BTN_NAPZA)),
             erase=escape(str(texts.BTN_ERASE)),
             language=escape(str(texts.BTN_LANGUAGE)),
         )
@@ -76,12 +79,22 @@ def help_text(is_agent: bool = False, is_admin: bool = False) -> str:
                 export=escape(str(texts.BTN_EXPORT)),
             )
         )
+    if is_partner:
+        parts.append(
+            _(
+                "<b>Partner organisation</b>\n"
+                "Help requests for your organisation arrive here with <b>Accept</b> and "
+                "<b>Decline</b>. After accepting, <b>Reply</b> chats with the requester through "
+                "the bot and <b>Close the case</b> records the outcome."
+            )
+        )
     if is_admin:
         parts.append(
             _(
                 "<b>Admin</b>\n"
                 "• <b>{disputes}</b> or /sengketa: reported transactions; reverse or dismiss.\n"
                 "/undang_agen CODE: a one-time link for a new e-Warong agent.\n"
+                "/undang_mitra CODE: a one-time link for a partner organisation's staff.\n"
                 "/hapus_agen TELEGRAM_ID CODE: remove an agent."
             ).format(disputes=escape(str(texts.BTN_DISPUTES)))
         )

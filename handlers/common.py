@@ -76,6 +76,7 @@ async def show_help(message: Message, account: Account) -> None:
     text = views.help_text(
         is_agent=role_scope(account, "agent") is not None,
         is_admin=role_scope(account, "admin") is not None,
+        is_partner=role_scope(account, "partner") is not None,
     )
     await message.answer(text, reply_markup=keyboards.main_menu(account))
 
