@@ -65,6 +65,11 @@ class OutcomeCB(CallbackData, prefix="out"):
     outcome: str
 
 
+class AdminOutcomeCB(CallbackData, prefix="aout"):
+    request: int
+    outcome: str
+
+
 class RelayCB(CallbackData, prefix="rly"):
     request: int
 

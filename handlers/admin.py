@@ -8,6 +8,7 @@ from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandObject
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
+from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,10 +16,11 @@ from bot import keyboards, texts
 from bot.context import AppContext
 from bot.filters import HasRole
 from bot.formatting import local_datetime, money
-from bot.keyboards import AdminDisputeCB
-from bot.services import invites, shopping
+from bot.keyboards import AdminDisputeCB, AdminOutcomeCB
+from bot.services import invites, napza, shopping
 from bot.services.ewarongs import get_ewarong
 from bot.services.shopping import ReversalResult
+from handlers.napza_notify import tell_requester_closed
 from handlers.states import ReversalFlow
 from models import Account, Redemption
 
@@ -196,6 +198,35 @@ async def remove_agent(
     await message.answer(_("Agent removed.") if removed else _("No such agent at that e-Warong."))
 
 
+async def napza_outcome(
+    query: CallbackQuery,
+    callback_data: AdminOutcomeCB,
+    session: AsyncSession,
+    account: Account,
+    ctx: AppContext,
+    bot: Bot,
+    i18n: I18n,
+) -> None:
+    """An escalated Napza request: the admin records what was arranged, which closes it."""
+    if callback_data.outcome not in napza.OUTCOMES or not 0 < callback_data.request < 2**63:
+        await query.answer(_("This button is no longer valid."), show_alert=True)
+        return
+    request = await napza.close_escalated(
+        session, callback_data.request, account.telegram_id, callback_data.outcome, ctx.now()
+    )
+    if request is None:
+        await query.answer(_("This button is no longer valid."), show_alert=True)
+        return
+    await query.answer()
+    if isinstance(query.message, Message):
+        await query.message.edit_text(
+            _("Case {ticket} closed: {outcome}.").format(
+                ticket=request.ticket, outcome=texts.OUTCOME_NAMES[callback_data.outcome]
+            )
+        )
+    await tell_requester_closed(bot, i18n, session, request)
+
+
 async def not_an_admin(message: Message) -> None:
     await message.answer(_("This command is only for admins."))
 
@@ -207,6 +238,7 @@ def create_router() -> Router:
     router.message.register(disputes, admin, Command("sengketa"))
     router.callback_query.register(dispute_action, admin, AdminDisputeCB.filter())
     router.message.register(reversal_reason, admin, ReversalFlow.reason, F.text)
+    router.callback_query.register(napza_outcome, admin, AdminOutcomeCB.filter())
     router.message.register(invite_staff, admin, Command("undang_agen", "undang_mitra"))
     router.message.register(remove_agent, admin, Command("hapus_agen"))
     router.message.register(not_an_admin, Command("sengketa", "undang_agen", "hapus_agen"))

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import keyboards, texts
 from bot.formatting import local_datetime
-from bot.keyboards import PartnerCB, RelayCB
+from bot.keyboards import AdminOutcomeCB, PartnerCB, RelayCB
 from bot.services import accounts, napza
 from bot.services.napza import Delivery
 from bot.services.regions import region_name
@@ -98,9 +98,15 @@ async def send_deliveries(
             with i18n.context(), i18n.use_locale(locale):
                 text = _(
                     "<b>No partner organisation answered</b> help request {ticket}. Please "
-                    "arrange help in this region.\n\n{details}"
+                    "arrange help in this region, then record the outcome below.\n\n{details}"
                 ).format(ticket=request.ticket, details=await offer_text(session, request, locale))
-            await _send(bot, admin, text)
+                markup = keyboards.rows(
+                    [
+                        (str(label), AdminOutcomeCB(request=request.id, outcome=key).pack())
+                        for key, label in texts.OUTCOME_NAMES.items()
+                    ]
+                )
+            await _send(bot, admin, text, markup)
         if (
             delivery.requester is not None
             and delivery.partner is None

@@ -207,6 +207,17 @@ async def test_unanswered_request_moves_on_then_escalates_to_admins(app, session
     assert len(alerts) == 1 and "Tidak ada lembaga mitra yang menjawab" in alerts[0].text
     assert "petugas sudah diberi tahu" in (await requester.last()).text
 
+    # the way out of "escalated": the admin records what was arranged
+    await admin.press("Dirujuk")
+    assert "Lembaga telah menutup tiket" in (await requester.last()).text
+    closed = await _request(sessionmaker, ticket)
+    assert closed.status == "closed" and closed.outcome == "dirujuk" and closed.closed_at
+    stranger = await app.user("NotAdmin")
+    await stranger.callback(
+        (await stranger.send("/start"))[-1].message_id, f"aout:{closed.id}:selesai"
+    )
+    assert (await stranger.callback_answers())[-1]["text"] == "Tombol ini sudah tidak berlaku."
+
 
 async def test_a_partner_cannot_open_another_partners_request(app, sessionmaker):
     await staff(app, sessionmaker, "IPWL-3204", "Ana")

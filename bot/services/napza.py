@@ -796,6 +796,41 @@ async def close(
     return request
 
 
+async def close_escalated(
+    session: AsyncSession, request_id: int, admin_id: int, outcome: str, now: datetime
+) -> HelpRequest | None:
+    """An admin of the request's region closes an escalated request with an outcome.
+
+    This is the way out of "escalated": the admin arranged help (or could not), and the
+    request then follows the same retention as any closed one.
+    """
+    _require_aware(now)
+    if outcome not in OUTCOMES:
+        raise ValueError("outcome must be one of " + ", ".join(OUTCOMES))
+    request = await get_request(session, request_id)
+    if request is None or admin_id not in await _admin_ids(session, request.region_code):
+        await audit.record(
+            session, "napza.admin_close_refused", actor=admin_id,
+            subject_type="help_request", subject_id=request_id,
+        )  # fmt: skip
+        return None
+    closed = await session.execute(
+        update(HelpRequest)
+        .where(HelpRequest.id == request_id, HelpRequest.status == ESCALATED)
+        .values(status=CLOSED, outcome=outcome, closed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if _rowcount(closed) != 1:
+        return None
+    request = await _fresh(session, request_id)
+    assert request is not None
+    await audit.record(
+        session, "napza.closed_by_admin", actor=admin_id, subject_type="help_request",
+        subject_id=request.ticket, outcome=outcome,
+    )  # fmt: skip
+    return request
+
+
 # --- requester actions -------------------------------------------------------------
 
 
