@@ -108,9 +108,28 @@ async def set_language(
             )
 
 
+async def stop_broadcasts(message: Message, session: AsyncSession, account: Account) -> None:
+    """/berhenti: no more announcements; receipts and replies still come."""
+    await accounts.set_broadcasts(session, account, wanted=False)
+    await message.answer(
+        _(
+            "You will no longer receive announcements. Receipts, replies and anything you ask "
+            "for still come. /langganan turns announcements back on."
+        )
+    )
+
+
+async def resume_broadcasts(message: Message, session: AsyncSession, account: Account) -> None:
+    """/langganan: announcements again."""
+    await accounts.set_broadcasts(session, account, wanted=True)
+    await message.answer(_("You will receive announcements again. /berhenti stops them."))
+
+
 def create_router() -> Router:
     """A fresh router (a router can belong to one dispatcher only)."""
     router = Router(name="common")
+    router.message.register(stop_broadcasts, Command("berhenti", "stop"))
+    router.message.register(resume_broadcasts, Command("langganan", "subscribe"))
     router.message.register(cancel, Command("batal", "cancel"))
     router.message.register(cancel, F.text == texts.BTN_CANCEL)
     router.message.register(start, CommandStart())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, String, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, BigIntPK, utcnow
@@ -20,6 +20,10 @@ class Account(Base):
         ForeignKey("beneficiaries.id", ondelete="SET NULL"), unique=True
     )
     linked_at: Mapped[datetime | None]
+    # Announcements: the user left them with /berhenti (receipts and replies still come).
+    broadcasts_off: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Telegram answered 403 to a message: the user blocked the bot.
+    blocked_bot_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     roles: Mapped[list[AccountRole]] = relationship(

@@ -300,3 +300,13 @@ async def test_commands_menu_is_set_per_language(app):
     rendered = repr(commands)
     assert "Status PKH dan BPNT saya" in rendered
     assert "My PKH and BPNT status" in rendered
+
+
+async def test_berhenti_and_langganan_switch_announcements(app, session):
+    user = await app.user("Siti")
+    await user.send("/start")
+    assert "tidak akan lagi menerima pengumuman" in (await user.send("/berhenti"))[-1].text
+    assert (await session.get(Account, user.id)).broadcasts_off is True
+    assert "/berhenti" in (await user.send("/langganan"))[-1].text
+    await session.refresh(await session.get(Account, user.id))
+    assert (await session.get(Account, user.id)).broadcasts_off is False

@@ -135,3 +135,19 @@ async def grant_admin(
     )  # fmt: skip
     await session.flush()
     return True
+
+
+async def set_broadcasts(session: AsyncSession, account: Account, wanted: bool) -> bool:
+    """/berhenti (False) and /langganan (True); returns whether anything changed."""
+    off = not wanted
+    if account.broadcasts_off == off:
+        return False
+    account.broadcasts_off = off
+    await audit.record(
+        session,
+        "broadcasts.subscribed" if wanted else "broadcasts.unsubscribed",
+        actor=account.telegram_id,
+        subject_type="account",
+        subject_id=account.telegram_id,
+    )
+    return True
