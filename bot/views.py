@@ -102,7 +102,8 @@ def help_text(is_agent: bool = False, is_admin: bool = False, is_partner: bool =
         _(
             "<b>Commands</b>\n"
             "/start: main menu\n/bantuan or /help: this help\n"
-            "/bahasa or /settings: language\n/batal or /cancel: stop what you are doing"
+            "/bahasa or /settings: language\n/batal or /cancel: stop what you are doing\n"
+            "/berhenti: no announcements; /langganan: announcements again"
         )
     )
     return "\n\n".join(parts)

@@ -1,0 +1,220 @@
+"""A global rate limit for broadcast delivery, shared by every worker process.
+
+The limit is GCRA (the generic cell rate algorithm): one "theoretical arrival time"
+(TAT) per limiter. With emission interval T = 1/rate and tolerance τ = T * (burst - 1),
+a send is allowed at time `now` when `now >= max(TAT, now) - τ`, and then the TAT
+moves on by T. Otherwise the caller sleeps until that moment and asks again.
+
+With Redis the TAT lives in one key and the whole check-and-update is one Lua script
+using the Redis server's clock, so workers on different machines agree on it. Without
+Redis the same algorithm runs in process memory.
+
+A 429 from Telegram (`retry_after`) is reported with `penalize()`: it pushes the shared
+TAT past the pause, so the whole fleet waits, not just the worker that was told off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Protocol
+
+from redis.exceptions import NoScriptError
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from bot.settings import Settings
+
+PAID_BROADCAST_RATE = 1000.0
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[object]]
+
+
+class RateLimiter(Protocol):
+    async def acquire(self) -> None:
+        """Wait until one send is allowed."""
+
+    async def penalize(self, seconds: float) -> None:
+        """Nobody sharing this limit sends until `seconds` from now (a 429's retry_after)."""
+
+    async def close(self) -> None:
+        """Release resources."""
+
+
+def _check(rate: float, burst: int) -> None:
+    if not rate > 0 or math.isinf(rate):
+        raise ValueError(f"rate must be a positive number, got {rate!r}")
+    if burst < 1:
+        raise ValueError(f"burst must be at least 1, got {burst!r}")
+
+
+class MemoryRateLimiter:
+    """GCRA in process memory: the limit for a single process.
+
+    Waiters queue on an `asyncio.Lock` (first come, first served) and sleep for the
+    computed delay while holding it, so there is no busy waiting and no stampede.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int = 1,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        _check(rate, burst)
+        self.rate = float(rate)
+        self.burst = int(burst)
+        self._interval = 1.0 / self.rate
+        self._tolerance = self._interval * (self.burst - 1)
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = asyncio.Lock()
+        self._tat = -math.inf
+
+    def _try(self) -> float:
+        """Take a slot and return 0, or return the seconds to wait before asking again."""
+        now = self._clock()
+        tat = max(self._tat, now)
+        allow_at = tat - self._tolerance
+        if now < allow_at:
+            return allow_at - now
+        self._tat = tat + self._interval
+        return 0.0
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            while (delay := self._try()) > 0:
+                await self._sleep(delay)
+
+    async def penalize(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        # TAT - τ is the next allowed moment, so no burst is left right after the pause.
+        self._tat = max(self._tat, self._clock() + seconds + self._tolerance)
+
+    async def close(self) -> None:
+        return None
+
+
+# KEYS[1] = the TAT key; ARGV = emission interval, tolerance (both in microseconds).
+# Returns 0 when a send is granted, else the microseconds to wait before asking again.
+ACQUIRE_SCRIPT = """
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '') or 0
+if tat < now then
+  tat = now
+end
+local allow_at = tat - tolerance
+if now < allow_at then
+  return math.ceil(allow_at - now)
+end
+local new_tat = tat + interval
+local ttl_ms = math.ceil((new_tat - now) / 1000) + 1000
+redis.call('SET', KEYS[1], string.format('%.17g', new_tat), 'PX', ttl_ms)
+return 0
+"""
+
+# KEYS[1] = the TAT key; ARGV = pause, tolerance (both in microseconds).
+# Sets the TAT to max(TAT, now + pause + tolerance); returns the pause's end (microseconds).
+PENALIZE_SCRIPT = """
+local pause = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '') or 0
+local target = now + pause + tolerance
+if target > tat then
+  local ttl_ms = math.ceil((target - now) / 1000) + 1000
+  redis.call('SET', KEYS[1], string.format('%.17g', target), 'PX', ttl_ms)
+end
+return math.floor(now + pause)
+"""
+
+
+def _sha1(script: str) -> str:
+    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+
+
+class RedisRateLimiter:
+    """GCRA in Redis: one limit for every process using the same `name`.
+
+    The TAT is kept at `{prefix}ratelimit:{name}` in microseconds of the Redis server's
+    clock. Scripts run with EVALSHA and fall back to EVAL (which caches them again) when
+    the server answers NOSCRIPT, e.g. after a restart or `SCRIPT FLUSH`.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        name: str,
+        rate: float,
+        burst: int = 1,
+        prefix: str = "bansos:",
+        *,
+        owns_connection: bool = False,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        _check(rate, burst)
+        self.rate = float(rate)
+        self.burst = int(burst)
+        self.key = f"{prefix}ratelimit:{name}"
+        self._redis = redis
+        self._owns_connection = owns_connection
+        self._sleep = sleep
+        self._interval_us = 1_000_000 / self.rate
+        self._tolerance_us = self._interval_us * (self.burst - 1)
+
+    async def _run(self, script: str, *args: float) -> int:
+        argv = [repr(float(arg)) for arg in args]
+        try:
+            result = await self._redis.evalsha(_sha1(script), 1, self.key, *argv)
+        except NoScriptError:
+            result = await self._redis.eval(script, 1, self.key, *argv)
+        return int(result)
+
+    async def acquire(self) -> None:
+        while (delay_us := await self._run(ACQUIRE_SCRIPT, self._interval_us, self._tolerance_us)) > 0:
+            await self._sleep(delay_us / 1_000_000)
+
+    async def penalize(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        await self._run(PENALIZE_SCRIPT, seconds * 1_000_000, self._tolerance_us)
+
+    async def close(self) -> None:
+        if self._owns_connection:
+            await self._redis.aclose()
+
+
+def broadcast_rate(settings: Settings) -> float:
+    """Messages per second for broadcasts: Telegram's paid limit or BROADCAST_RATE."""
+    return PAID_BROADCAST_RATE if settings.paid_broadcast else float(settings.broadcast_rate)
+
+
+def create_rate_limiter(
+    settings: Settings, redis: Redis | None = None, name: str = "broadcast"
+) -> RateLimiter:
+    """The broadcast limiter: on Redis (the given client, or REDIS_URL) when there is one,
+    so all workers share it; in process memory otherwise.
+
+    A client passed in stays the caller's to close; one made from REDIS_URL is closed
+    by the limiter's `close()`.
+    """
+    rate = broadcast_rate(settings)
+    if redis is not None:
+        return RedisRateLimiter(redis, name, rate)
+    if settings.redis_url:
+        from redis.asyncio import Redis
+
+        return RedisRateLimiter(Redis.from_url(settings.redis_url), name, rate, owns_connection=True)
+    return MemoryRateLimiter(rate)
