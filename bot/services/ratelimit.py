@@ -183,7 +183,8 @@ class RedisRateLimiter:
         return int(result)
 
     async def acquire(self) -> None:
-        while (delay_us := await self._run(ACQUIRE_SCRIPT, self._interval_us, self._tolerance_us)) > 0:
+        args = (self._interval_us, self._tolerance_us)
+        while (delay_us := await self._run(ACQUIRE_SCRIPT, *args)) > 0:
             await self._sleep(delay_us / 1_000_000)
 
     async def penalize(self, seconds: float) -> None:
@@ -216,5 +217,7 @@ def create_rate_limiter(
     if settings.redis_url:
         from redis.asyncio import Redis
 
-        return RedisRateLimiter(Redis.from_url(settings.redis_url), name, rate, owns_connection=True)
+        return RedisRateLimiter(
+            Redis.from_url(settings.redis_url), name, rate, owns_connection=True
+        )
     return MemoryRateLimiter(rate)
