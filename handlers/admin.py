@@ -20,7 +20,7 @@ from bot.keyboards import AdminDisputeCB, AdminOutcomeCB
 from bot.services import invites, napza, shopping
 from bot.services.ewarongs import get_ewarong
 from bot.services.shopping import ReversalResult
-from handlers.napza_notify import tell_requester_closed
+from handlers.napza_notify import announce_closed
 from handlers.states import ReversalFlow
 from models import Account, Redemption
 
@@ -218,13 +218,7 @@ async def napza_outcome(
         await query.answer(_("This button is no longer valid."), show_alert=True)
         return
     await query.answer()
-    if isinstance(query.message, Message):
-        await query.message.edit_text(
-            _("Case {ticket} closed: {outcome}.").format(
-                ticket=request.ticket, outcome=texts.OUTCOME_NAMES[callback_data.outcome]
-            )
-        )
-    await tell_requester_closed(bot, i18n, session, request)
+    await announce_closed(query, bot, i18n, session, request)
 
 
 async def not_an_admin(message: Message) -> None:

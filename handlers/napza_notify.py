@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from html import escape
 
 from aiogram import Bot
-from aiogram.types import InlineKeyboardMarkup
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -219,3 +219,16 @@ async def send_relay(
             )
         body = header.format(ticket=request.ticket if request else "") + "\n" + escape(text)
     await _send(bot, target, body, markup)
+
+
+async def announce_closed(
+    query: CallbackQuery, bot: Bot, i18n: I18n, session: AsyncSession, request: HelpRequest
+) -> None:
+    """After a partner or an admin closed a case: say so in place, and tell the requester."""
+    if isinstance(query.message, Message) and request.outcome:
+        await query.message.edit_text(
+            _("Case {ticket} closed: {outcome}.").format(
+                ticket=request.ticket, outcome=texts.OUTCOME_NAMES[request.outcome]
+            )
+        )
+    await tell_requester_closed(bot, i18n, session, request)

@@ -19,10 +19,10 @@ from bot.services import napza
 from bot.services.napza import AcceptResult
 from handlers.napza import relay, relay_wrong, sla_policy
 from handlers.napza_notify import (
+    announce_closed,
     close_notices,
     send_deliveries,
     tell_requester_accepted,
-    tell_requester_closed,
 )
 from handlers.states import RelayFlow
 from models import Account
@@ -162,13 +162,7 @@ async def outcome_chosen(
         return
     await query.answer()
     await state.clear()
-    if isinstance(query.message, Message):
-        await query.message.edit_text(
-            _("Case {ticket} closed: {outcome}.").format(
-                ticket=request.ticket, outcome=texts.OUTCOME_NAMES[callback_data.outcome]
-            )
-        )
-    await tell_requester_closed(bot, i18n, session, request)
+    await announce_closed(query, bot, i18n, session, request)
 
 
 def create_router() -> Router:
