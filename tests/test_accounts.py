@@ -40,7 +40,7 @@ async def test_erasing_a_staff_account_keeps_the_role_but_clears_personal_data(s
     await session.commit()
     kept = await session.get(Account, 21)
     assert kept is not None and kept.locale is None and kept.language_code is None
-    assert accounts.has_role(kept, "admin")
+    assert [(r.role, r.scope) for r in kept.roles] == [("admin", None)]
 
 
 async def test_lockout_lasts_its_full_period_from_the_last_failure() -> None:
@@ -56,3 +56,13 @@ async def test_lockout_lasts_its_full_period_from_the_last_failure() -> None:
     assert await lockout.locked_for(1) == 3600
     now[0] = 3590 + 3599
     assert await lockout.locked_for(1) > 0
+
+
+async def test_an_admin_with_two_covering_roles_is_listed_once(session) -> None:  # type: ignore[no-untyped-def]
+    from models import AccountRole
+
+    await accounts.ensure_national_admins(session, [31])
+    account = await session.get(Account, 31)
+    account.roles.append(AccountRole(telegram_id=31, role="admin", scope="32"))
+    await session.flush()
+    assert [a.telegram_id for a in await accounts.admins_for_region(session, "32.04.10")] == [31]

@@ -92,10 +92,6 @@ async def ensure_national_admins(session: AsyncSession, telegram_ids: list[int])
     return added
 
 
-def has_role(account: Account | None, role: str) -> bool:
-    return account is not None and any(r.role == role for r in account.roles)
-
-
 async def admins_for_region(session: AsyncSession, region_code: str) -> list[Account]:
     """National admins and regional admins whose scope is a prefix of `region_code`."""
     rows = await session.scalars(
@@ -104,8 +100,10 @@ async def admins_for_region(session: AsyncSession, region_code: str) -> list[Acc
     return [
         account
         for account in rows
-        for role in account.roles
-        if role.role == "admin" and (not role.scope or region_code.startswith(role.scope))
+        if any(
+            role.role == "admin" and (not role.scope or region_code.startswith(role.scope))
+            for role in account.roles
+        )
     ]
 
 

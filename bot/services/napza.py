@@ -315,9 +315,7 @@ async def _offered_partners(session: AsyncSession, request_id: int) -> set[str]:
 
 
 async def _admin_ids(session: AsyncSession, region_code: str) -> list[int]:
-    return sorted(
-        {account.telegram_id for account in await admins_for_region(session, region_code)}
-    )
+    return sorted(account.telegram_id for account in await admins_for_region(session, region_code))
 
 
 async def _notices_of(
