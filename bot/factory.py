@@ -25,6 +25,7 @@ from bot.middlewares.account import AccountI18nMiddleware, AccountMiddleware
 from bot.middlewares.db import DbSessionMiddleware
 from bot.middlewares.dedup import UpdateDedupMiddleware
 from bot.middlewares.errors import ErrorReplyMiddleware
+from bot.middlewares.metrics import MetricsMiddleware
 from bot.middlewares.private import PrivateChatsOnlyMiddleware
 from bot.middlewares.throttle import ThrottleMiddleware
 from bot.services import accounts
@@ -102,6 +103,7 @@ def create_dispatcher(ctx: AppContext) -> Dispatcher:
     dp = Dispatcher(storage=storage, events_isolation=isolation, ctx=ctx)
     i18n = create_i18n(ctx.settings)
     for middleware in (
+        MetricsMiddleware(),
         PrivateChatsOnlyMiddleware(),
         UpdateDedupMiddleware(ctx.store),
         DbSessionMiddleware(ctx.sessionmaker),

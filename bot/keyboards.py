@@ -78,6 +78,54 @@ class TicketCB(CallbackData, prefix="tkt"):
     ticket: str
 
 
+class ComposeCB(CallbackData, prefix="bcc"):
+    """A choice while composing a broadcast (only valid in that step of the flow)."""
+
+    step: str
+    value: str
+
+
+class BroadcastCB(CallbackData, prefix="bc"):
+    """Pause, resume or cancel a stored broadcast."""
+
+    action: str
+    id: int
+
+
+def compose_choices(step: str, options: dict[str, Any], columns: int = 1) -> InlineKeyboardMarkup:
+    buttons = [
+        InlineKeyboardButton(text=str(label), callback_data=ComposeCB(step=step, value=key).pack())
+        for key, label in options.items()
+    ]
+    return InlineKeyboardMarkup(
+        inline_keyboard=[buttons[i : i + columns] for i in range(0, len(buttons), columns)]
+    )
+
+
+def broadcast_controls(broadcast_id: int, status: str) -> InlineKeyboardMarkup | None:
+    """Pause/resume and cancel while a broadcast is not finished."""
+    if status in ("scheduled", "running"):
+        first = (_("Pause"), "pause")
+    elif status == "paused":
+        first = (_("Resume"), "resume")
+    else:
+        return None
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=first[0],
+                    callback_data=BroadcastCB(action=first[1], id=broadcast_id).pack(),
+                ),
+                InlineKeyboardButton(
+                    text=_("Cancel broadcast"),
+                    callback_data=BroadcastCB(action="cancel", id=broadcast_id).pack(),
+                ),
+            ]
+        ]
+    )
+
+
 def choices(step: str, options: dict[Any, Any], columns: int = 1) -> InlineKeyboardMarkup:
     """One button per option of a question; the value is the option's key."""
     buttons = [
@@ -121,6 +169,8 @@ def main_menu(account: Account | None) -> ReplyKeyboardMarkup:
         rows.append([str(texts.BTN_NEW_REDEMPTION)])
         rows.append([str(texts.BTN_TODAY), str(texts.BTN_EXPORT)])
     if role_scope(account, "admin") is not None:
+        rows.append([str(texts.BTN_BROADCAST), str(texts.BTN_STATS)])
+        rows.append([str(texts.BTN_INVITE), str(texts.BTN_PENDING_REFERRALS)])
         rows.append([str(texts.BTN_DISPUTES)])
     if account is not None and account.beneficiary_id is not None:
         rows.append([str(texts.BTN_STATUS), str(texts.BTN_SHOPPING_CODE)])

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from bot.context import AppContext
 from bot.db import upgrade_database
 from bot.factory import create_bot, create_context, create_dispatcher
+from bot.metrics import metrics_handler
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,12 +43,22 @@ async def prepare_database(settings: Settings) -> None:
 def start_embedded_worker(
     ctx: AppContext, bot: Bot, dp: Dispatcher
 ) -> tuple[asyncio.Task[None], asyncio.Event]:
-    """The worker loop (SLA expiry, escalation, purge) inside this process, on ctx's clock."""
-    from bot.worker import make_notify, run_worker
+    """The worker (broadcast delivery; SLA expiry, escalation, purge) inside this process,
+    on ctx's clock."""
+    from bot.worker import make_broadcast_engine, make_notify, run_engine, run_worker
 
     stop = asyncio.Event()
-    notify = make_notify(bot, dp.workflow_data["i18n"], ctx.sessionmaker)
-    task = asyncio.create_task(run_worker(ctx.sessionmaker, notify, ctx.settings, ctx.now, stop))
+    i18n = dp.workflow_data["i18n"]
+    notify = make_notify(bot, i18n, ctx.sessionmaker)
+    engine = make_broadcast_engine(ctx.sessionmaker, ctx.settings, bot, i18n, ctx.now)
+
+    async def both() -> None:
+        await asyncio.gather(
+            run_worker(ctx.sessionmaker, notify, ctx.settings, ctx.now, stop),
+            run_engine(engine, stop),
+        )
+
+    task = asyncio.create_task(both())
     return task, stop
 
 
@@ -101,6 +112,7 @@ def build_webhook_app(ctx: AppContext, bot: Bot, dp: Dispatcher) -> web.Applicat
         handle_in_background=False,
     ).register(app, path=WEBHOOK_PATH)
     app.router.add_get("/healthz", health)
+    app.router.add_get("/metrics", metrics_handler(ctx.sessionmaker))
     setup_application(app, dp, bot=bot)
     return app
 

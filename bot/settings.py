@@ -34,6 +34,14 @@ class Settings(BaseSettings):
 
     broadcast_rate: float = 25.0
     paid_broadcast: bool = False
+    # Delivery engine: chunks (keyset ranges) sent at once per worker process, recipients
+    # per chunk, how long a chunk stays with a silent worker, progress edits' spacing.
+    broadcast_concurrency: int = 8
+    broadcast_chunk_size: int = 5000
+    broadcast_lease_seconds: float = 30.0
+    broadcast_progress_seconds: float = 5.0
+    # Prometheus /metrics for `bansos-bot worker` (the webhook serves it on its own port).
+    metrics_port: int | None = None
 
     # Per-user throttling: at most `throttle_burst` updates in `throttle_window` seconds.
     throttle_burst: int = 15

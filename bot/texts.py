@@ -27,6 +27,10 @@ BTN_NEW_REDEMPTION = __("New transaction")
 BTN_TODAY = __("Today's transactions")
 BTN_EXPORT = __("Export CSV")
 # admins
+BTN_BROADCAST = __("Broadcast")
+BTN_STATS = __("Statistics")
+BTN_INVITE = __("Invite agent/partner")
+BTN_PENDING_REFERRALS = __("Pending referrals")
 BTN_DISPUTES = __("Transaction disputes")
 
 FOOD_NAMES = {
@@ -96,4 +100,19 @@ REQUEST_STATUS_NAMES = {
     "escalated": __("passed to an officer"),
     "closed": __("closed"),
     "cancelled": __("cancelled"),
+}
+
+AUDIENCE_NAMES = {
+    "kpm": __("All KPM families"),
+    "pkh": __("PKH families"),
+    "bpnt": __("BPNT/Sembako families"),
+    "agents": __("e-Warong agents"),
+    "partners": __("Partner organisations"),
+}
+BROADCAST_STATUS_NAMES = {
+    "scheduled": __("scheduled"),
+    "running": __("sending"),
+    "paused": __("paused"),
+    "cancelled": __("cancelled"),
+    "done": __("finished"),
 }

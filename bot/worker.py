@@ -1,4 +1,7 @@
-"""The background worker: Napza SLA expiry/escalation and retention purge.
+"""The background worker: broadcast delivery, Napza SLA expiry/escalation and purge.
+
+Broadcast delivery is `bot.broadcaster.BroadcastEngine`, run beside the Napza loop
+(`make_broadcast_engine` builds it for a Bot).
 
 `bansos-bot worker` runs `run_worker_process`; embedded mode can run
 `run_worker` in-process. All state lives in the database (deadlines in
@@ -29,9 +32,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.broadcaster import BroadcastEngine, EngineConfig
 from bot.context import utc_now
 from bot.services import napza
 from bot.services.napza import Delivery, SlaPolicy
+from bot.services.ratelimit import create_rate_limiter
 from bot.settings import Settings
 
 log = logging.getLogger("bansos.worker")
@@ -127,8 +132,38 @@ def make_notify(bot: Any, i18n: Any, sessionmaker: async_sessionmaker[AsyncSessi
     return notify
 
 
+def make_broadcast_engine(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    bot: Any,
+    i18n: Any,
+    clock: Clock,
+) -> BroadcastEngine:
+    """The delivery engine for a Bot: copyMessage sends, the shared rate limiter (Redis
+    when REDIS_URL is set), progress reports in the admin's chat, and metrics."""
+    from bot import metrics
+    from handlers.broadcast_notify import make_reporter, make_sender
+
+    return BroadcastEngine(
+        sessionmaker,
+        make_sender(bot),
+        create_rate_limiter(settings),
+        make_reporter(bot, i18n, sessionmaker, clock),
+        clock,
+        EngineConfig.from_settings(settings),
+        observe=metrics.observe_broadcast,
+    )
+
+
+async def run_engine(engine: BroadcastEngine, stop: asyncio.Event) -> None:
+    try:
+        await engine.run(stop)
+    finally:
+        await engine.limiter.close()
+
+
 async def run_worker_process(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """`bansos-bot worker`: build engine, Bot and notifier and run until `stop` (or a signal)."""
+    """`bansos-bot worker`: Napza checks and broadcast delivery until `stop` (or a signal)."""
     from bot.db import create_engine, create_sessionmaker
     from bot.factory import create_bot, create_i18n
     from bot.runtime import prepare_database
@@ -138,11 +173,24 @@ async def run_worker_process(settings: Settings, stop: asyncio.Event | None = No
     sessionmaker = create_sessionmaker(engine)
     bot = create_bot(settings)
     stop = stop or asyncio.Event()
+    metrics_runner = None
     try:
-        notify = make_notify(bot, create_i18n(settings), sessionmaker)
+        i18n = create_i18n(settings)
+        notify = make_notify(bot, i18n, sessionmaker)
+        engine_ = make_broadcast_engine(sessionmaker, settings, bot, i18n, utc_now)
+        if settings.metrics_port:
+            from bot import metrics
+
+            metrics_runner = await metrics.serve(
+                settings.metrics_port, sessionmaker, host=settings.webhook_host
+            )
         log.info("worker started (every %ss)", settings.worker_interval_seconds)
-        await run_worker(sessionmaker, notify, settings, utc_now, stop)
+        await asyncio.gather(
+            run_worker(sessionmaker, notify, settings, utc_now, stop), run_engine(engine_, stop)
+        )
     finally:
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
         await bot.session.close()
         await engine.dispose()
         log.info("worker stopped")

@@ -5,7 +5,17 @@ from aiogram import Router
 
 def all_routers() -> list[Router]:
     """Routers in the order they must be tried: cancel first, the catch-all last."""
-    from handlers import admin, agent, common, fallback, kpm, kpm_shopping, napza, partner
+    from handlers import (
+        admin,
+        agent,
+        broadcast,
+        common,
+        fallback,
+        kpm,
+        kpm_shopping,
+        napza,
+        partner,
+    )
 
-    modules = (common, kpm, agent, kpm_shopping, partner, napza, admin, fallback)
+    modules = (common, kpm, agent, kpm_shopping, partner, napza, broadcast, admin, fallback)
     return [module.create_router() for module in modules]

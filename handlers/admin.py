@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from html import escape
 
 from aiogram import Bot, F, Router
@@ -10,6 +11,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
+from babel.numbers import format_decimal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import keyboards, texts
@@ -17,8 +19,9 @@ from bot.context import AppContext
 from bot.filters import HasRole
 from bot.formatting import local_datetime, money
 from bot.keyboards import AdminDisputeCB, AdminOutcomeCB
-from bot.services import invites, napza, shopping
+from bot.services import audit, invites, napza, shopping, stats
 from bot.services.ewarongs import get_ewarong
+from bot.services.regions import region_name
 from bot.services.shopping import ReversalResult
 from handlers.napza_notify import announce_closed
 from handlers.states import ReversalFlow
@@ -221,6 +224,101 @@ async def napza_outcome(
     await announce_closed(query, bot, i18n, session, request)
 
 
+async def statistics(
+    message: Message, session: AsyncSession, account: Account, admin_scope: str, locale: str,
+    ctx: AppContext,
+) -> None:  # fmt: skip
+    """Linked KPM by programme and region, today's redemptions, referrals, broadcasts."""
+    now = ctx.now()
+    figures = await stats.overview(session, admin_scope, now)
+    number = partial(format_decimal, format="#,##0", locale=locale)
+    area = escape(await region_name(session, admin_scope) or admin_scope) if admin_scope else None
+    lines = [
+        _("<b>Statistics for {area}</b>").format(area=area or _("the whole country")),
+        _("Linked KPM families: {linked} (PKH {pkh}, BPNT {bpnt})").format(
+            linked=number(figures.linked), pkh=number(figures.pkh), bpnt=number(figures.bpnt)
+        ),
+    ]
+    for line in figures.regions:
+        name = escape(await region_name(session, line.code) or line.code)
+        lines.append(
+            f"• {name}: {number(line.linked)} (PKH {number(line.pkh)}, BPNT {number(line.bpnt)})"
+        )
+    lines.append(
+        _("BPNT redemptions today: {count}, {amount}").format(
+            count=number(figures.redemptions_today),
+            amount=money(figures.redeemed_today, locale),
+        )
+    )
+    lines.append(
+        _("Open Napza referrals: {open} (overdue: {overdue})").format(
+            open=number(figures.open_referrals), overdue=number(figures.overdue_referrals)
+        )
+    )
+    if figures.broadcasts:
+        lines.append(_("Broadcasts in progress:"))
+        for broadcast in figures.broadcasts:
+            lines.append(
+                f"• #{broadcast.id} {texts.AUDIENCE_NAMES[broadcast.audience]}: "
+                f"{texts.BROADCAST_STATUS_NAMES[broadcast.status]}"
+            )
+    else:
+        lines.append(_("No broadcasts in progress."))
+    await audit.record(session, "admin.statistics", actor=account.telegram_id, subject_type="scope",
+                       subject_id=admin_scope or "national")  # fmt: skip
+    await message.answer("\n".join(lines))
+
+
+async def pending_referrals(
+    message: Message, session: AsyncSession, account: Account, admin_scope: str,
+    locale: str, ctx: AppContext,
+) -> None:  # fmt: skip
+    """Open Napza referrals in the admin's region, escalated first; no requester identity."""
+    now = ctx.now()
+    requests = await stats.pending_referrals(session, admin_scope)
+    await audit.record(
+        session, "napza.pending_listed", actor=account.telegram_id, subject_type="scope",
+        subject_id=admin_scope or "national", count=len(requests),
+    )  # fmt: skip
+    if not requests:
+        await message.answer(_("There are no pending Napza referrals in your area."))
+        return
+    for request in requests:
+        region = escape(await region_name(session, request.region_code) or request.region_code)
+        text = _(
+            "<b>{ticket}</b> — {status}\nHelp: {help}, {urgency}\nRegion: {region}\n"
+            "Waiting since {since}"
+        ).format(
+            ticket=request.ticket, status=texts.REQUEST_STATUS_NAMES[request.status],
+            help=texts.HELP_TYPE_NAMES[request.help_type],
+            urgency=texts.URGENCY_NAMES[request.urgent], region=region,
+            since=local_datetime(request.created_at, locale, request.region_code),
+        )  # fmt: skip
+        if request.status == "routing" and request.sla_due_at and request.sla_due_at < now:
+            text += "\n" + _("The partner has not answered in time.")
+        markup = (
+            keyboards.rows(
+                [
+                    (str(label), AdminOutcomeCB(request=request.id, outcome=key).pack())
+                    for key, label in texts.OUTCOME_NAMES.items()
+                ]
+            )
+            if request.status == "escalated"
+            else None
+        )
+        await message.answer(text, reply_markup=markup)
+
+
+async def invite_help(message: Message, admin_scope: str) -> None:
+    lines = [_("To invite an e-Warong agent, send /undang_agen followed by the e-Warong code.")]
+    if not admin_scope:
+        lines.append(
+            _("To invite partner staff, send /undang_mitra followed by the organisation code.")
+        )
+    lines.append(_("Each link works once, for 48 hours. Send it only to that person."))
+    await message.answer("\n".join(lines))
+
+
 async def not_an_admin(message: Message) -> None:
     await message.answer(_("This command is only for admins."))
 
@@ -235,6 +333,19 @@ def create_router() -> Router:
     router.callback_query.register(napza_outcome, admin, AdminOutcomeCB.filter())
     router.message.register(invite_staff, admin, Command("undang_agen", "undang_mitra"))
     router.message.register(remove_agent, admin, Command("hapus_agen"))
-    router.message.register(not_an_admin, Command("sengketa", "undang_agen", "hapus_agen"))
-    router.message.register(not_an_admin, F.text == texts.BTN_DISPUTES)
+    router.message.register(statistics, admin, F.text == texts.BTN_STATS)
+    router.message.register(statistics, admin, Command("statistik"))
+    router.message.register(pending_referrals, admin, F.text == texts.BTN_PENDING_REFERRALS)
+    router.message.register(pending_referrals, admin, Command("rujukan"))
+    router.message.register(invite_help, admin, F.text == texts.BTN_INVITE)
+    router.message.register(
+        not_an_admin,
+        Command("sengketa", "undang_agen", "undang_mitra", "hapus_agen", "siaran", "statistik",
+                "rujukan"),
+    )  # fmt: skip
+    for label in (
+        texts.BTN_DISPUTES, texts.BTN_BROADCAST, texts.BTN_STATS, texts.BTN_INVITE,
+        texts.BTN_PENDING_REFERRALS,
+    ):  # fmt: skip
+        router.message.register(not_an_admin, F.text == label)
     return router

@@ -43,3 +43,14 @@ class NapzaFlow(StatesGroup):
 class RelayFlow(StatesGroup):
     requester = State()
     partner = State()
+
+
+class BroadcastFlow(StatesGroup):
+    audience = State()
+    region = State()
+    language = State()
+    message = State()
+    versions = State()
+    version = State()
+    confirm = State()
+    schedule = State()

@@ -4,6 +4,7 @@ from models.account import Account, AccountRole
 from models.audit import AuditEvent
 from models.base import Base
 from models.beneficiary import Beneficiary, PkhComponent, PkhComponentRate
+from models.broadcast import Broadcast, BroadcastChunk, BroadcastFailure, BroadcastVersion
 from models.disbursement import Disbursement
 from models.ewarong import EWarong, Redemption, ShoppingCode
 from models.invite import Invite
@@ -25,6 +26,10 @@ __all__ = [
     "Base",
     "Beneficiary",
     "BpntWallet",
+    "Broadcast",
+    "BroadcastChunk",
+    "BroadcastFailure",
+    "BroadcastVersion",
     "Disbursement",
     "EWarong",
     "HelpRequest",

@@ -238,6 +238,18 @@ class EmulatorClient:
                 raise EmulatorError(f"file {file_id}: HTTP {response.status}")
             return await response.read()
 
+    async def bulk_users(self, users: list[dict[str, Any]]) -> int:
+        """Create (or update) many users at once: dicts with id, first_name, language_code..."""
+        return int((await self.request("POST", "/users/bulk", json={"users": users}))["count"])
+
+    async def stats(self, *, per_chat: bool = False) -> dict[str, Any]:
+        """Bot API call counts by method and status, success spans, sends per chat."""
+        params = {"per_chat": "1"} if per_chat else None
+        return await self.request("GET", "/stats", params=params)
+
+    async def reset_stats(self) -> None:
+        await self.request("DELETE", "/stats")
+
     async def reset(self) -> None:
         """Forget users, chats, updates and logs (the bot stays)."""
         await self.request("POST", "/reset")
@@ -273,6 +285,10 @@ class ChatUser:
     async def send(self, text: str) -> list[BotMessage]:
         """Send a text message; return the bot messages created or changed while handling it."""
         return await self._act("messages", {"text": text})
+
+    async def send_html(self, html: str) -> list[BotMessage]:
+        """Send a formatted text message (HTML as the user's app would produce)."""
+        return await self._act("messages", {"text": {"html": html}})
 
     async def share_contact(
         self, phone_number: str | None = None, *, own: bool = True

@@ -829,6 +829,7 @@ class MethodSpec:
 
     name: str
     handler: Callable[[Call], Any]
+    sends: bool = False  # posts a new message into a chat (counted per chat in stats)
 
 
 class ChangeSignal:
@@ -865,6 +866,40 @@ def _maybe_int(value: Any) -> int | None:
         return None
 
 
+# --------------------------------------------------------------------------- call statistics
+
+
+class CallStats:
+    """Counts of Bot API calls by method and outcome, with the first and last success
+    time per method and successful sends per chat (for rate and exactly-once checks)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.calls: dict[str, dict[str, int]] = {}
+        self.first_ok: dict[str, float] = {}
+        self.last_ok: dict[str, float] = {}
+        self.per_chat: dict[int, int] = {}
+
+    def record(self, method: str, status: int, chat_id: int | None, sending: bool) -> None:
+        by_status = self.calls.setdefault(method, {})
+        by_status[str(status)] = by_status.get(str(status), 0) + 1
+        if status == 200:
+            now = time.monotonic()
+            self.first_ok.setdefault(method, now)
+            self.last_ok[method] = now
+            if sending and chat_id is not None:
+                self.per_chat[chat_id] = self.per_chat.get(chat_id, 0) + 1
+
+    def view(self, per_chat: bool) -> dict[str, Any]:
+        span = {method: self.last_ok[method] - self.first_ok[method] for method in self.first_ok}
+        data: dict[str, Any] = {"calls": self.calls, "ok_span_seconds": span}
+        if per_chat:
+            data["per_chat"] = {str(chat): count for chat, count in self.per_chat.items()}
+        return data
+
+
 # --------------------------------------------------------------------------- the emulator
 
 
@@ -898,6 +933,7 @@ class BotApiEmulator:
             RateLimits(rate_limits, global_rate, global_burst, per_chat_rate, per_chat_burst)
         )
         self.faults = FaultInjector()
+        self.stats = CallStats()
         self.base_url: str | None = None
         self._signal = ChangeSignal()
         self._closing = False
@@ -966,6 +1002,8 @@ class BotApiEmulator:
         self._webhook: Webhook | None = None
         self.limiter.configure()
         self.faults.rules.clear()
+        if hasattr(self, "stats"):
+            self.stats.reset()
         self._signal.notify()
         self._publish({"type": "reset"})
 
@@ -1056,8 +1094,10 @@ class BotApiEmulator:
                 result = await result
         except ApiError as exc:
             self._log_call(call, exc)
+            self.stats.record(spec.name, exc.error_code, call.chat_id, spec.sends)
             return exc.error_code, exc.payload()
         self._log_call(call, None)
+        self.stats.record(spec.name, 200, call.chat_id, spec.sends)
         return 200, {"ok": True, "result": result}
 
     async def _apply_fault(self, call: Call) -> None:
@@ -1097,14 +1137,14 @@ class BotApiEmulator:
         return [
             MethodSpec("getMe", self._get_me),
             MethodSpec("getUpdates", self._get_updates),
-            MethodSpec("sendMessage", self._send_message),
-            MethodSpec("sendDocument", self._send_document),
-            MethodSpec("sendPhoto", self._send_photo),
-            MethodSpec("sendLocation", self._send_location),
-            MethodSpec("sendVenue", self._send_venue),
-            MethodSpec("sendContact", self._send_contact),
+            MethodSpec("sendMessage", self._send_message, sends=True),
+            MethodSpec("sendDocument", self._send_document, sends=True),
+            MethodSpec("sendPhoto", self._send_photo, sends=True),
+            MethodSpec("sendLocation", self._send_location, sends=True),
+            MethodSpec("sendVenue", self._send_venue, sends=True),
+            MethodSpec("sendContact", self._send_contact, sends=True),
             MethodSpec("sendChatAction", self._send_chat_action),
-            MethodSpec("copyMessage", self._copy_message),
+            MethodSpec("copyMessage", self._copy_message, sends=True),
             MethodSpec("editMessageText", self._edit_message_text),
             MethodSpec("editMessageCaption", self._edit_message_caption),
             MethodSpec("editMessageReplyMarkup", self._edit_message_reply_markup),
@@ -1766,7 +1806,16 @@ class BotApiEmulator:
 
     @staticmethod
     def _user_text(user: UserRecord, text: Any) -> tuple[str, dict[str, Any]]:
-        """A text message, with bot_command entities."""
+        """A text message, with bot_command entities; ``{"html": ...}`` gives formatted
+        text (bold, links...) as entities, as a Telegram app sends it."""
+        if isinstance(text, dict) and isinstance(text.get("html"), str):
+            try:
+                plain, formatted = parse_html(text["html"])
+            except ParseError as exc:
+                raise ControlError(400, f"can't parse the html: {exc}") from None
+            if not plain.strip():
+                raise ControlError(400, "text must be a non-empty string")
+            return "text", {"text": plain, "entities": formatted} if formatted else {"text": plain}
         if not isinstance(text, str) or not text.strip():
             raise ControlError(400, "text must be a non-empty string")
         content: dict[str, Any] = {"text": text}
@@ -1984,6 +2033,9 @@ class BotApiEmulator:
         return (
             ("GET", "/control/bot", self._c_bot),
             ("POST", "/control/users", self._c_upsert_user),
+            ("POST", "/control/users/bulk", self._c_bulk_users),
+            ("GET", "/control/stats", self._c_stats),
+            ("DELETE", "/control/stats", self._c_stats),
             ("POST", "/control/users/{user_id}/messages", self._c_user_message),
             ("POST", "/control/users/{user_id}/edits", self._c_user_edit),
             ("POST", "/control/users/{user_id}/callbacks", self._c_user_callback),
@@ -2047,6 +2099,24 @@ class BotApiEmulator:
         """POST /control/users: create or update a user and their chat."""
         user = self._upsert_user(await self._body(request))
         return {"ok": True, "user": asdict(user)}
+
+    async def _c_bulk_users(self, request: web.Request) -> dict[str, Any]:
+        """POST /control/users/bulk: create or update many users ({"users": [...]})."""
+        users = (await self._body(request)).get("users")
+        if not isinstance(users, list):
+            raise ControlError(400, "give a list of users")
+        for spec in users:
+            if not isinstance(spec, dict):
+                raise ControlError(400, "each user is an object")
+            self._upsert_user(spec)
+        return {"ok": True, "count": len(users)}
+
+    async def _c_stats(self, request: web.Request) -> dict[str, Any]:
+        """GET /control/stats[?per_chat=1]: call counts by method and status, the span
+        between the first and last success per method, sends per chat; DELETE resets."""
+        if request.method == "DELETE":
+            self.stats.reset()
+        return {"ok": True, **self.stats.view(request.query.get("per_chat") == "1")}
 
     async def _c_user_message(self, request: web.Request) -> dict[str, Any]:
         """POST /control/users/{id}/messages: the user sends text, a contact, media..."""
