@@ -146,7 +146,7 @@ def make_broadcast_engine(
 
     return BroadcastEngine(
         sessionmaker,
-        make_sender(bot),
+        make_sender(bot, paid=settings.paid_broadcast),
         create_rate_limiter(settings),
         make_reporter(bot, i18n, sessionmaker, clock),
         clock,

@@ -31,13 +31,17 @@ from models import Broadcast
 log = logging.getLogger("bansos.broadcast")
 
 
-def make_sender(bot: Bot) -> Send:
-    """copyMessage keeps the admin's formatting and media; Telegram's errors become
-    the engine's outcomes (the error text kept is Telegram's, never the recipient's)."""
+def make_sender(bot: Bot, *, paid: bool = False) -> Send:
+    """copyMessage keeps the admin's formatting and media (with `allow_paid_broadcast`
+    in paid mode); Telegram's errors become the engine's outcomes (the error text kept
+    is Telegram's, never about the recipient)."""
+    paid_flag = True if paid else None
 
     async def send(chat_id: int, from_chat_id: int, message_id: int) -> None:
         try:
-            await bot.copy_message(chat_id, from_chat_id, message_id)
+            await bot.copy_message(
+                chat_id, from_chat_id, message_id, allow_paid_broadcast=paid_flag
+            )
         except TelegramRetryAfter as error:
             raise RetryLater(float(error.retry_after)) from None
         except TelegramForbiddenError:

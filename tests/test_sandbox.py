@@ -664,3 +664,54 @@ async def test_napza_request_end_to_end_and_escalation_when_the_clock_passes_the
         alerts = [m.text for m in await admin.messages() if second in m.text]
         assert len(alerts) == 1 and "Tidak ada lembaga mitra yang menjawab" in alerts[0]
         assert "petugas sudah diberi tahu" in (await budi.last()).text
+
+
+async def test_admin_persona_composes_schedules_and_watches_a_broadcast(
+    sandbox: Sandbox,
+) -> None:
+    """The issue's "done when": in the sandbox the admin composes, previews, schedules
+    and sends a broadcast and watches its progress; Siti (linked KPM) receives it."""
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    async with EmulatorClient(sandbox.emulator_url) as client:
+        admin = SandboxUser(sandbox, client, "admin")
+        siti = SandboxUser(sandbox, client, "siti")
+        before = len(await siti.messages())
+        await admin.send("/start")
+        await admin.press("Siaran")
+        await admin.press("Semua keluarga KPM")
+        await admin.press("Seluruh wilayah saya")
+        await admin.press("Semua bahasa")
+        await admin.send_html("<b>Pencairan BPNT</b> bulan ini mulai tanggal 5")
+        preview = await admin.press("Lanjutkan")
+        assert "Pencairan BPNT bulan ini mulai tanggal 5" in [m.text for m in preview]
+        assert "Penerima saat ini: 1" in preview[-1].text  # Siti is the linked persona
+        await admin.press("Jadwalkan")
+        when = (sandbox.now() + timedelta(hours=1)).astimezone(ZoneInfo("Asia/Jakarta"))
+        scheduled = await admin.send(when.strftime("%d-%m-%Y %H:%M"))
+        assert any("WIB" in m.text for m in scheduled)
+        progress = next(m for m in await admin.messages() if m.text.startswith("Siaran #"))
+        assert "terjadwal" in progress.text and "Jeda" in progress.button_labels
+        assert len(await siti.messages()) == before  # not yet
+        await sandbox.advance_clock(90)
+
+        async def delivered() -> bool:
+            return len(await siti.messages()) > before
+
+        async with asyncio.timeout(20):
+            while not await delivered():  # noqa: ASYNC110 (the worker runs in the sandbox)
+                await asyncio.sleep(0.1)
+        got = (await siti.messages())[-1]
+        assert got.text == "Pencairan BPNT bulan ini mulai tanggal 5"
+        assert {e["type"] for e in got.entities} == {"bold"}
+
+        async def reported() -> bool:
+            view = next(m for m in await admin.messages() if m.text.startswith("Siaran #"))
+            return "selesai" in view.text
+
+        async with asyncio.timeout(20):
+            while not await reported():  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+        final = next(m for m in await admin.messages() if m.text.startswith("Siaran #"))
+        assert "Terkirim: 1" in final.text and final.inline_buttons == []

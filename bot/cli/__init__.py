@@ -12,4 +12,13 @@ app = typer.Typer(
 )
 
 # Command modules register themselves on import.
-from bot.cli import admin, data, napza, operations, reports, runtime, sandbox  # noqa: E402,F401
+from bot.cli import (  # noqa: E402,F401
+    admin,
+    broadcast,
+    data,
+    napza,
+    operations,
+    reports,
+    runtime,
+    sandbox,
+)

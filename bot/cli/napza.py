@@ -71,7 +71,7 @@ async def _run_worker(settings: Settings) -> None:
 
 @app.command("worker")
 def worker_command() -> None:
-    """Run the background worker: Napza SLA escalation and retention purge."""
+    """Run the background worker: broadcast delivery, Napza SLA escalation and purge."""
     from bot.runtime import NO_TOKEN_HELP, configure_logging
 
     settings = Settings()

@@ -202,6 +202,13 @@ def broadcast_rate(settings: Settings) -> float:
     return PAID_BROADCAST_RATE if settings.paid_broadcast else float(settings.broadcast_rate)
 
 
+def broadcast_burst(rate: float) -> int:
+    """A small burst (20 ms worth of sends, at least 1) lets a sender that was late by a
+    few milliseconds catch up, so the achieved rate stays at the configured one, while
+    staying far below Telegram's own tolerance (the emulator allows a burst of 30)."""
+    return max(1, int(rate / 50))
+
+
 def create_rate_limiter(
     settings: Settings, redis: Redis | None = None, name: str = "broadcast"
 ) -> RateLimiter:
@@ -212,12 +219,13 @@ def create_rate_limiter(
     by the limiter's `close()`.
     """
     rate = broadcast_rate(settings)
+    burst = broadcast_burst(rate)
     if redis is not None:
-        return RedisRateLimiter(redis, name, rate)
+        return RedisRateLimiter(redis, name, rate, burst)
     if settings.redis_url:
         from redis.asyncio import Redis
 
         return RedisRateLimiter(
-            Redis.from_url(settings.redis_url), name, rate, owns_connection=True
+            Redis.from_url(settings.redis_url), name, rate, burst, owns_connection=True
         )
-    return MemoryRateLimiter(rate)
+    return MemoryRateLimiter(rate, burst)
