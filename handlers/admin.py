@@ -275,7 +275,7 @@ async def pending_referrals(
 ) -> None:  # fmt: skip
     """Open Napza referrals in the admin's region, escalated first; no requester identity."""
     now = ctx.now()
-    requests = await stats.pending_referrals(session, admin_scope)
+    requests = await stats.pending_referrals(session, admin_scope, now)
     await audit.record(
         session, "napza.pending_listed", actor=account.telegram_id, subject_type="scope",
         subject_id=admin_scope or "national", count=len(requests),

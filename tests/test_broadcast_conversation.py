@@ -131,7 +131,7 @@ async def test_photo_broadcast_scheduled_in_the_admins_zone_then_paused_and_canc
     await engine_for(app).run_until_idle()
     assert all(messages == [] for messages in await _received(app, MAKASSAR))
     await admin.press("Pause")
-    paused = [m for m in await admin.messages() if m.text.startswith("Broadcast #")][0]
+    paused = next(m for m in await admin.messages() if m.text.startswith("Broadcast #"))
     assert "paused" in paused.text and "Resume" in paused.button_labels
     await admin.press("Resume")
     await admin.press("Cancel broadcast")

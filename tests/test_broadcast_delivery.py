@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from bot.broadcaster import BroadcastEngine
@@ -204,7 +205,12 @@ async def test_users_who_blocked_the_bot_are_marked_and_left_out_next_time(
     for telegram_id in blocked:
         await delivery.client.request("POST", f"/users/{telegram_id}/block", json={})
     first = await delivery.broadcast()
+    counted = REGISTRY.get_sample_value("bansos_broadcast_messages_total", {"outcome": "blocked"})
     await _run(delivery.engine(), until=first, delivery=delivery)
+    assert (
+        REGISTRY.get_sample_value("bansos_broadcast_messages_total", {"outcome": "blocked"})
+        == (counted or 0) + 6
+    )
     async with delivery.sessionmaker() as session:  # type: ignore[operator]
         progress = await broadcasts.progress(session, first)
         marked = set(

@@ -113,10 +113,13 @@ async def overview(session: AsyncSession, scope: str, now: datetime, top: int = 
 
 
 async def pending_referrals(
-    session: AsyncSession, scope: str, limit: int = 20
+    session: AsyncSession, scope: str, now: datetime, limit: int = 20
 ) -> list[HelpRequest]:
-    """Open Napza requests in the scope, escalated first, then oldest first."""
-    escalated_first = case((HelpRequest.status == "escalated", 0), else_=1)
+    """Open Napza requests in the scope: escalated, then overdue, then the rest; oldest
+    first within each."""
+    escalated_first = case(
+        (HelpRequest.status == "escalated", 0), (overdue_condition(now), 1), else_=2
+    )
     return list(
         await session.scalars(
             select(HelpRequest)
