@@ -6,13 +6,27 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install run test lint format catalogs compile-catalogs clean
 
-$(STAMP): pyproject.toml
+LOCK := requirements.lock
+
+## Install the exact, hash-checked versions in requirements.lock (runtime, test and dev
+## extras), then the project itself without resolving anything again. After changing
+## dependencies in pyproject.toml, re-lock with the command at the top of the lock file.
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@# A dependency added to pyproject.toml but not re-locked shows up here, by name.
+	$(BIN)/python -m pip check
 	touch $(STAMP)
 
 install: $(STAMP)
+
+## Check every pinned version in requirements.lock against known vulnerabilities
+## (pip-audit; needs PyPI's JSON API). --strict: a package that could not be checked
+## fails the audit instead of being skipped.
+.PHONY: audit
+audit: install
+	$(BIN)/pip-audit --strict --require-hashes --disable-pip --progress-spinner off -r $(LOCK)
 
 ## Start the bot. With BOT_TOKEN: long polling against Telegram (or TELEGRAM_API_URL),
 ## after migrating the database and loading the region list the first time.
@@ -35,6 +49,14 @@ run: install
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
+
+## Hostile input through the real dispatcher (tests/test_fuzz.py), with a longer budget
+## and a new random seed each run; CI runs the same tests with a fixed seed and a small
+## budget. Override with FUZZ_EXAMPLES, FUZZ_STEPS, or FUZZ_RANDOM=0 for the fixed seed.
+.PHONY: fuzz
+fuzz: install
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-300} FUZZ_STEPS=$${FUZZ_STEPS:-40} \
+		FUZZ_RANDOM=$${FUZZ_RANDOM:-1} $(BIN)/pytest -q -s tests/test_fuzz.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.services import broadcasts
 from bot.services.broadcasts import Claim, Outcome, Recipient
@@ -96,6 +96,22 @@ class EngineConfig:
         )
 
 
+def create_progress_engine(database_url: str, concurrency: int) -> AsyncEngine:
+    """An engine for the per-message progress writes. On PostgreSQL its sessions do not
+    wait for the WAL flush (synchronous_commit off): a killed worker loses nothing it
+    recorded; only a crash of PostgreSQL itself could lose the last fraction of a second,
+    whose recipients would then get the message again."""
+    from bot.db import create_engine
+
+    if database_url.startswith("postgresql"):
+        return create_engine(
+            database_url,
+            pool_size=concurrency + 2,
+            connect_args={"server_settings": {"synchronous_commit": "off"}},
+        )
+    return create_engine(database_url)
+
+
 class LeaseLost(Exception):
     """Another worker took the chunk over (this one was too slow): stop at once."""
 
@@ -112,8 +128,11 @@ class BroadcastEngine:
         *,
         observe: Observe | None = None,
         owner: str | None = None,
+        progress: AsyncEngine | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
+        # Where per-message progress is written (see `create_progress_engine`).
+        self.progress: AsyncEngine = progress or sessionmaker.kw["bind"]
         self.send = send
         self.limiter = limiter
         self.report = report
@@ -159,6 +178,11 @@ class BroadcastEngine:
         for broadcast_id in started:
             log.info("broadcast %s started", broadcast_id)
             await self._report(broadcast_id, final=False)
+        async with self.sessionmaker() as session, session.begin():
+            finished = await broadcasts.finish_complete(session, now)
+        for broadcast_id in finished:
+            log.info("broadcast %s done", broadcast_id)
+            await self._report(broadcast_id, final=True)
         while len(self._tasks) < self.config.concurrency:
             async with self.sessionmaker() as session, session.begin():
                 claim = await broadcasts.claim_chunk(
@@ -179,6 +203,12 @@ class BroadcastEngine:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def close(self) -> None:
+        """Release the limiter and the progress engine (when it is the engine's own)."""
+        await self.limiter.close()
+        if self.progress is not self.sessionmaker.kw.get("bind"):
+            await self.progress.dispose()
 
     async def run_until_idle(self, limit_seconds: float = 60.0) -> None:
         """Deliver everything that is due now, then return (for tests and the sandbox)."""
@@ -268,11 +298,14 @@ class BroadcastEngine:
     async def _record(
         self, claim: Claim, recipient: Recipient, outcome: Outcome, error: str | None
     ) -> None:
-        async with self.sessionmaker() as session, session.begin():
-            held = await broadcasts.record_delivery(
-                session, claim, self.owner, recipient.telegram_id, outcome, self.clock(),
-                self.config.lease, error,
-            )  # fmt: skip
+        args = (claim, self.owner, recipient.telegram_id, outcome, self.clock(), self.config.lease)
+        if outcome is Outcome.SENT:  # one statement: autocommit, one round trip
+            async with self.progress.connect() as conn:
+                autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                held = await broadcasts.record_delivery(autocommit, *args)
+        else:
+            async with self.progress.begin() as conn:
+                held = await broadcasts.record_delivery(conn, *args, error)
         if self.observe is not None:
             self.observe(outcome)
         if not held:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import (
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
+CONNECT_TIMEOUT = 10  # seconds to open a PostgreSQL connection
 
 
 def create_engine(database_url: str, **kwargs: object) -> AsyncEngine:
@@ -38,7 +40,12 @@ def create_engine(database_url: str, **kwargs: object) -> AsyncEngine:
             cursor.close()
 
         return engine
+    # After a database restart every pooled connection is dead: pre-ping finds out at
+    # checkout and reconnects, so updates after the restart work without a failure.
     kwargs.setdefault("pool_pre_ping", True)
+    if make_url(database_url).get_driver_name() == "asyncpg":
+        # A database that does not answer fails the update in seconds, not a minute.
+        kwargs.setdefault("connect_args", {"timeout": CONNECT_TIMEOUT})
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     return create_async_engine(database_url, **kwargs)  # type: ignore[arg-type]

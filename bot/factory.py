@@ -13,21 +13,21 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage, SimpleEventIsolation
-from aiogram.fsm.storage.redis import RedisStorage
 from aiogram.types import BotCommand, BotCommandScopeDefault
 from aiogram.utils.i18n import I18n
 from redis.asyncio import Redis
 
 from bot.context import AppContext
 from bot.db import PROJECT_ROOT, create_engine, create_sessionmaker
-from bot.kv import KeyValueStore, MemoryStore, RedisStore
+from bot.kv import KeyValueStore, MemoryStore, RedisStore, connect_redis, redis_fsm
 from bot.middlewares.account import AccountI18nMiddleware, AccountMiddleware
 from bot.middlewares.db import DbSessionMiddleware
 from bot.middlewares.dedup import UpdateDedupMiddleware
-from bot.middlewares.errors import ErrorReplyMiddleware
+from bot.middlewares.errors import ErrorReplyMiddleware, reply_on_failure
 from bot.middlewares.metrics import MetricsMiddleware
 from bot.middlewares.private import PrivateChatsOnlyMiddleware
 from bot.middlewares.throttle import ThrottleMiddleware
+from bot.retry import RetryMiddleware
 from bot.services import accounts
 from bot.services.identity import Hasher
 from bot.services.lockout import Lockout
@@ -51,18 +51,19 @@ def create_bot(settings: Settings) -> Bot:
     if settings.telegram_api_url:
         server = TelegramAPIServer.from_base(settings.telegram_api_url.rstrip("/"))
         session = AiohttpSession(api=server)
-    return Bot(settings.bot_token, session=session, default=DefaultBotProperties(parse_mode="HTML"))
+    bot = Bot(settings.bot_token, session=session, default=DefaultBotProperties(parse_mode="HTML"))
+    bot.session.middleware(RetryMiddleware())  # 5xx, 429, timeouts: bounded retries
+    return bot
 
 
 def _redis(settings: Settings) -> Redis | None:
-    return Redis.from_url(settings.redis_url) if settings.redis_url else None
+    return connect_redis(settings.redis_url) if settings.redis_url else None
 
 
 def create_storage(settings: Settings) -> tuple[BaseStorage, BaseEventIsolation]:
     """FSM storage and event isolation: Redis when configured, else in process memory."""
     if settings.redis_url:
-        storage = RedisStorage.from_url(settings.redis_url)
-        return storage, storage.create_isolation()
+        return redis_fsm(settings.redis_url)
     return MemoryStorage(), SimpleEventIsolation()
 
 
@@ -114,6 +115,7 @@ def create_dispatcher(ctx: AppContext) -> Dispatcher:
     ):
         dp.update.outer_middleware(middleware)
     dp.include_routers(*all_routers())
+    dp.errors.register(reply_on_failure)  # failures before ErrorReplyMiddleware
     dp.startup.register(_set_commands)
     dp.workflow_data["i18n"] = i18n
     return dp

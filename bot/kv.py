@@ -2,14 +2,106 @@
 
 Used for update de-duplication, throttling and lockouts. Redis when `REDIS_URL` is
 set, so several bot processes share them; a process-local dict otherwise.
+
+Every Redis client is built by `connect_redis` (or `redis_fsm` for aiogram's FSM), with
+short timeouts and a couple of quick reconnects: a dead or hung Redis makes a command
+fail within seconds (the user is told the service is busy) instead of hanging the
+update, and redis-py reconnects by itself once Redis is back.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from typing import Protocol
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
 
-from redis.asyncio import Redis
+from aiogram.fsm.storage.base import StorageKey
+from aiogram.fsm.storage.redis import RedisEventIsolation, RedisStorage
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.lock import Lock
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import LockError, RedisError
+
+log = logging.getLogger(__name__)
+
+# Redis answers in well under a millisecond; seconds mean it is gone or hung.
+REDIS_SOCKET_TIMEOUT = 2.0
+REDIS_CONNECT_TIMEOUT = 2.0
+# A lost connection is retried twice at once (a restarted Redis, a dropped socket);
+# a timeout is not retried, since the command may have run.
+REDIS_RETRIES = 2
+# aiogram's per-user update lock: held at most LOCK_TIMEOUT seconds (it expires by
+# itself if its holder dies), waited for at most LOCK_WAIT seconds.
+LOCK_TIMEOUT = 60
+LOCK_WAIT = 30
+# Connections per client (per process), and how long a command waits for a free one.
+REDIS_MAX_CONNECTIONS = 64
+REDIS_POOL_WAIT = 5.0
+
+
+def redis_options() -> dict[str, Any]:
+    """Connection settings for every Redis client of the application."""
+    return {
+        "socket_timeout": REDIS_SOCKET_TIMEOUT,
+        "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+        "retry": Retry(
+            ExponentialBackoff(cap=0.25, base=0.05),
+            REDIS_RETRIES,
+            supported_errors=(RedisConnectionError,),
+        ),
+    }
+
+
+def connect_redis(url: str) -> Redis:
+    """A Redis client (lazy: it connects on first use) with the application's timeouts.
+
+    Its pool waits (up to REDIS_POOL_WAIT seconds) for a free connection when all
+    REDIS_MAX_CONNECTIONS are busy: redis-py's default pool fails at once beyond 100,
+    so a burst of a few hundred concurrent updates would make some of them fail."""
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=REDIS_MAX_CONNECTIONS, timeout=REDIS_POOL_WAIT, **redis_options()
+    )
+    return Redis(connection_pool=pool)
+
+
+def redis_fsm(url: str) -> tuple[RedisStorage, ResilientRedisEventIsolation]:
+    """aiogram's FSM storage and event isolation on Redis, with the same timeouts."""
+    storage = RedisStorage(redis=connect_redis(url))
+    isolation = ResilientRedisEventIsolation(
+        storage.redis,
+        storage.key_builder,
+        lock_kwargs={"timeout": LOCK_TIMEOUT, "blocking_timeout": LOCK_WAIT},
+    )
+    return storage, isolation
+
+
+class ResilientRedisEventIsolation(RedisEventIsolation):
+    """aiogram's per-user lock, except that failing to release it is not an error.
+
+    The update has been handled (and its answer sent) by the time the lock is
+    released; if Redis went away meanwhile, raising would only make the bot tell the
+    user something failed. The lock expires by itself after LOCK_TIMEOUT seconds.
+    A lock that cannot be taken (Redis down, or held past LOCK_WAIT) still raises.
+    """
+
+    @asynccontextmanager
+    async def lock(self, key: StorageKey) -> AsyncGenerator[None, None]:
+        lock = self.redis.lock(
+            name=self.key_builder.build(key, "lock"), **self.lock_kwargs, lock_class=Lock
+        )
+        if not await lock.acquire():
+            raise LockError("the update lock was not released in time")
+        try:
+            yield None
+        finally:
+            try:
+                await lock.release()
+            except RedisError as error:
+                log.warning("update lock not released (it will expire): %s", type(error).__name__)
 
 
 class KeyValueStore(Protocol):

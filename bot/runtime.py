@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 
 from aiogram import Bot, Dispatcher
@@ -98,14 +99,30 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+class SecretTokenRequestHandler(SimpleRequestHandler):
+    """aiogram's webhook handler, with the secret token compared as bytes in constant time.
+
+    A request whose X-Telegram-Bot-Api-Secret-Token header is missing or wrong gets 401 and
+    never reaches the dispatcher. aiogram compares str, which raises (a 500) on a non-ASCII
+    header, and lets everything through when no secret is configured; this refuses both.
+    """
+
+    def verify_secret(self, telegram_secret_token: str, bot: Bot) -> bool:
+        if not self.secret_token:
+            return False
+        return hmac.compare_digest(
+            telegram_secret_token.encode("utf-8", "surrogateescape"),
+            self.secret_token.encode("utf-8"),
+        )
+
+
 def build_webhook_app(ctx: AppContext, bot: Bot, dp: Dispatcher) -> web.Application:
-    """aiohttp app: POST /webhook (secret token checked by aiogram) and GET /healthz."""
-    if not ctx.settings.webhook_secret:
-        raise RuntimeError("WEBHOOK_SECRET must be set to run a webhook")
+    """aiohttp app: POST /webhook (secret token required), GET /healthz and GET /metrics."""
+    ctx.settings.check_webhook_secret()
     app = web.Application()
     app[CTX_KEY] = ctx
     # Handled before answering: a 2xx means done, so a failed update is redelivered.
-    SimpleRequestHandler(
+    SecretTokenRequestHandler(
         dispatcher=dp,
         bot=bot,
         secret_token=ctx.settings.webhook_secret,
@@ -118,8 +135,8 @@ def build_webhook_app(ctx: AppContext, bot: Bot, dp: Dispatcher) -> web.Applicat
 
 
 async def run_webhook(settings: Settings) -> None:
-    if not settings.webhook_url:
-        raise RuntimeError("WEBHOOK_URL must be set (the public https URL ending in /webhook)")
+    # WEBHOOK_URL, WEBHOOK_SECRET and SECRET_KEY, before anything starts (ConfigurationError).
+    settings.check_webhook()
     await prepare_database(settings)
     ctx = await create_context(settings)
     bot = create_bot(settings)

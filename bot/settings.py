@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
+import stat
 from pathlib import Path
 
 from pydantic import Field, field_validator
@@ -15,20 +17,35 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./bansos.db"
 SECRET_FILE_NAME = ".bansos-secret"
+# Shorter keys still work, with a warning: the NIK space is small, so the key is what
+# keeps a leaked table of NIK hashes from being reversed by trying every NIK.
+SECRET_KEY_MIN_LENGTH = 32
+# Telegram's rule for a webhook's secret_token is 1-256 of A-Z a-z 0-9 _ -; we ask for 32+.
+WEBHOOK_SECRET_RE = re.compile(r"^[A-Za-z0-9_-]{32,256}$")
+GENERATE_SECRET = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+
+
+class ConfigurationError(SystemExit):
+    """A setting the process cannot run without; the message says what to set and how.
+
+    A SystemExit, so that every entry point (CLI commands, worker, webhook) stops with just
+    this message and status 1, and no `except Exception` on the way swallows it.
+    """
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
-    bot_token: str | None = None
+    # repr=False: secrets (and URLs that may hold passwords) stay out of reprs and tracebacks.
+    bot_token: str | None = Field(default=None, repr=False)
     telegram_api_url: str | None = None
-    database_url: str = DEFAULT_DATABASE_URL
-    redis_url: str | None = None
-    secret_key: str | None = None
+    database_url: str = Field(default=DEFAULT_DATABASE_URL, repr=False)
+    redis_url: str | None = Field(default=None, repr=False)
+    secret_key: str | None = Field(default=None, repr=False)
     admin_ids: list[int] = Field(default_factory=list)
 
     webhook_url: str | None = None
-    webhook_secret: str | None = None
+    webhook_secret: str | None = Field(default=None, repr=False)
     webhook_host: str = "0.0.0.0"
     webhook_port: int = 8081
 
@@ -72,6 +89,14 @@ class Settings(BaseSettings):
             return [value]
         return value
 
+    @field_validator("secret_key", "webhook_secret", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        """`SECRET_KEY=` (as docker-compose passes an unset variable) means not set."""
+        if isinstance(value, str):
+            return value.strip() or None
+        return value
+
     @property
     def is_sqlite(self) -> bool:
         return make_url(self.database_url).get_backend_name() == "sqlite"
@@ -82,24 +107,77 @@ class Settings(BaseSettings):
             return None
         return Path(url.database)
 
+    @property
+    def secret_file(self) -> Path:
+        """Where the embedded default keeps its generated key: beside the SQLite database."""
+        db_path = self.sqlite_path()
+        return (db_path.parent if db_path else Path.cwd()) / SECRET_FILE_NAME
+
+    def require_secret_key(self, when: str) -> None:
+        """Stop with a ConfigurationError unless SECRET_KEY is set (`when`: why it must be)."""
+        if self.secret_key:
+            return
+        existing = ""
+        if self.is_sqlite and self.secret_file.exists():
+            existing = (
+                f" This database already has a generated key in {self.secret_file}: set"
+                " SECRET_KEY to its content, or accounts linked so far stop matching."
+            )
+        raise ConfigurationError(
+            f"SECRET_KEY must be set {when}. It keys the NIK, phone and KKS hashes and the"
+            " shopping codes; keep it secret and never change it (with another key no stored"
+            " hash matches again). Make one with"
+            f" {GENERATE_SECRET} and put SECRET_KEY=... in the environment or in .env." + existing
+        )
+
+    def check_webhook_secret(self) -> None:
+        """WEBHOOK_SECRET must be set and strong; it is never generated, because every
+        webhook process (and the setWebhook call) has to agree on the same one."""
+        secret = self.webhook_secret
+        if not secret:
+            raise ConfigurationError(
+                "WEBHOOK_SECRET must be set to run a webhook: Telegram sends it with every"
+                " update and requests without it are refused. Make one with"
+                f" {GENERATE_SECRET} and put WEBHOOK_SECRET=... in the environment or .env."
+            )
+        if not WEBHOOK_SECRET_RE.match(secret):
+            raise ConfigurationError(
+                "WEBHOOK_SECRET must be 32 to 256 of A-Z a-z 0-9 _ - (Telegram's alphabet)."
+                f" Make one with {GENERATE_SECRET}."
+            )
+
+    def check_webhook(self) -> None:
+        """Everything webhook mode needs, before anything starts: a public URL, the secret
+        token, and an explicit SECRET_KEY (a webhook is a production deployment, even on
+        SQLite)."""
+        if not self.webhook_url:
+            raise ConfigurationError(
+                "WEBHOOK_URL must be set to run a webhook: the public https URL ending in /webhook."
+            )
+        self.check_webhook_secret()
+        self.require_secret_key("to run a webhook")
+
     def resolved_secret_key(self) -> bytes:
         """The key for NIK hashing and one-time codes.
 
-        Required outside the embedded SQLite default; for SQLite it is generated
-        once into a 0600 file beside the database, with a warning.
+        Required (ConfigurationError) when DATABASE_URL is not SQLite. In the embedded
+        SQLite default it is generated once into a 0600 file beside the database, with a
+        warning, so `make run` needs no configuration.
         """
         if self.secret_key:
+            if len(self.secret_key) < SECRET_KEY_MIN_LENGTH:
+                log.warning(
+                    "SECRET_KEY is shorter than %d characters; use a random one (%s)",
+                    SECRET_KEY_MIN_LENGTH,
+                    GENERATE_SECRET,
+                )
+            self._warn_if_generated_key_differs()
             return self.secret_key.encode()
         if not self.is_sqlite:
-            raise RuntimeError(
-                "SECRET_KEY must be set when DATABASE_URL is not SQLite "
-                "(it keys NIK hashing; losing it makes linked accounts unmatchable)."
-            )
-        db_path = self.sqlite_path()
-        folder = db_path.parent if db_path else Path.cwd()
-        secret_file = folder / SECRET_FILE_NAME
+            self.require_secret_key("when DATABASE_URL is not SQLite")
+        secret_file = self.secret_file
         if not secret_file.exists():
-            folder.mkdir(parents=True, exist_ok=True)
+            secret_file.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as handle:
                 handle.write(secrets.token_hex(32))
@@ -107,4 +185,22 @@ class Settings(BaseSettings):
                 "SECRET_KEY is not set: generated one into %s (keep it with the database)",
                 secret_file,
             )
+        elif secret_file.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            log.warning("%s can be read by other users: chmod 600 it", secret_file)
         return secret_file.read_text().strip().encode()
+
+    def _warn_if_generated_key_differs(self) -> None:
+        """An explicit key beside a generated one that differs: linked accounts break."""
+        if not self.is_sqlite or not self.secret_file.exists():
+            return
+        generated = self.secret_file.read_text().strip()
+        if (
+            generated
+            and self.secret_key
+            and not secrets.compare_digest(generated.encode(), self.secret_key.encode())
+        ):
+            log.warning(
+                "SECRET_KEY differs from the key generated earlier in %s: NIK, phone and KKS"
+                " hashes made under that key no longer match",
+                self.secret_file,
+            )

@@ -32,7 +32,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.broadcaster import BroadcastEngine, EngineConfig
+from bot.broadcaster import BroadcastEngine, EngineConfig, create_progress_engine
 from bot.context import utc_now
 from bot.services import napza
 from bot.services.napza import Delivery, SlaPolicy
@@ -144,14 +144,16 @@ def make_broadcast_engine(
     from bot import metrics
     from handlers.broadcast_notify import make_reporter, make_sender
 
+    config = EngineConfig.from_settings(settings)
     return BroadcastEngine(
         sessionmaker,
         make_sender(bot, paid=settings.paid_broadcast),
         create_rate_limiter(settings),
         make_reporter(bot, i18n, sessionmaker, clock),
         clock,
-        EngineConfig.from_settings(settings),
+        config,
         observe=metrics.observe_broadcast,
+        progress=create_progress_engine(settings.database_url, config.concurrency),
     )
 
 
@@ -159,7 +161,7 @@ async def run_engine(engine: BroadcastEngine, stop: asyncio.Event) -> None:
     try:
         await engine.run(stop)
     finally:
-        await engine.limiter.close()
+        await engine.close()
 
 
 async def run_worker_process(settings: Settings, stop: asyncio.Event | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -35,6 +36,8 @@ from models import Account
 
 log = logging.getLogger(__name__)
 MAX_INPUT = 64
+# After a failed COMMIT, when to look (on a fresh connection) whether it happened.
+AFTER_FAILED_COMMIT_DELAYS = (0.0, 0.5, 1.0, 2.0)
 
 
 def _lines(data: dict[str, Any]) -> list[BasketLine]:
@@ -291,13 +294,25 @@ async def confirm_press(
     )
     outcome = await shopping.confirm(session, draft, ctx.now())
     receipt = None
-    if outcome.result is ConfirmResult.CONFIRMED:
-        assert outcome.redemption is not None
+    if outcome.redemption is not None and outcome.redemption.idempotency_key == draft.key:
+        # Confirmed now, or by an earlier press of this summary whose answer was lost.
         receipt = await shopping.receipt(session, outcome.redemption)
     # The money is saved before anyone is told; from here on, messages are best effort
     # and a failed one can no longer undo a purchase both sides were shown.
-    await session.commit()
-    await state.clear()
+    try:
+        await session.commit()
+    except Exception as error:  # the database went away during COMMIT: did it happen?
+        log.warning("a redemption's commit failed: %s", type(error).__name__)
+        await _rollback(session)
+        known, receipt = await _receipt_after_failed_commit(ctx, draft.key)
+        if receipt is None:  # the summary stays: Confirm again, never charged twice
+            await query.answer()
+            await _say(query, _not_through(known))
+            return
+    try:
+        await state.clear()
+    except Exception as error:  # Redis went away: the sale stands, the flow state expires
+        log.warning("after a confirmation, clearing the flow failed: %s", type(error).__name__)
     try:
         await query.answer()
         if receipt is not None:
@@ -308,6 +323,42 @@ async def confirm_press(
         await _back_to_menu(query, account, _("Ready for the next transaction."))
     except Exception as error:
         log.warning("after a confirmation, a message failed: %s", type(error).__name__)
+
+
+async def _rollback(session: AsyncSession) -> None:
+    try:
+        await session.rollback()
+    except Exception as error:  # the connection is gone; the server rolled back itself
+        log.warning("rollback failed: %s", type(error).__name__)
+
+
+async def _receipt_after_failed_commit(
+    ctx: AppContext, key: str
+) -> tuple[bool, shopping.Receipt | None]:
+    """Look the idempotency key up on a fresh connection, waiting a little for the
+    database to come back: (whether we know, the receipt if it went through)."""
+    for delay in AFTER_FAILED_COMMIT_DELAYS:
+        await asyncio.sleep(delay)
+        try:
+            async with ctx.sessionmaker() as session:
+                redemption = await shopping.redemption_by_key(session, key)
+                if redemption is None:
+                    return True, None
+                return True, await shopping.receipt(session, redemption)
+        except Exception as error:
+            log.warning("checking a redemption after a failed commit: %s", type(error).__name__)
+    return False, None
+
+
+def _not_through(known: bool) -> str:
+    if known:
+        return _(
+            "The transaction did not go through: nothing was charged. Press Confirm to try again."
+        )
+    return _(
+        "We could not check whether the transaction went through. Press Confirm again "
+        "in a moment: a transaction is never charged twice."
+    )
 
 
 def _refusal(result: ConfirmResult) -> str:

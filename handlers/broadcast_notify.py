@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot import keyboards, texts
 from bot.broadcaster import Blocked, Permanent, Report, RetryLater, Send, Transient
 from bot.formatting import local_datetime
+from bot.retry import retries_disabled
 from bot.services import accounts, broadcasts
 from bot.services.broadcasts import Progress
 from models import Broadcast
@@ -39,9 +40,12 @@ def make_sender(bot: Bot, *, paid: bool = False) -> Send:
 
     async def send(chat_id: int, from_chat_id: int, message_id: int) -> None:
         try:
-            await bot.copy_message(
-                chat_id, from_chat_id, message_id, allow_paid_broadcast=paid_flag
-            )
+            # The engine has its own policy (a 429 pauses the whole fleet), so the
+            # session's automatic retries are off here.
+            with retries_disabled():
+                await bot.copy_message(
+                    chat_id, from_chat_id, message_id, allow_paid_broadcast=paid_flag
+                )
         except TelegramRetryAfter as error:
             raise RetryLater(float(error.retry_after)) from None
         except TelegramForbiddenError:

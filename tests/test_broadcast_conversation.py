@@ -16,12 +16,17 @@ from models import Broadcast
 from tests.broadcast_support import Group, add_emulator_users, populate
 
 
-def engine_for(app) -> BroadcastEngine:  # type: ignore[no-untyped-def]
+async def deliver(app) -> None:  # type: ignore[no-untyped-def]
+    """What the worker does: deliver every broadcast that is due, then stop."""
     from bot.worker import make_broadcast_engine
 
-    return make_broadcast_engine(
+    engine: BroadcastEngine = make_broadcast_engine(
         app.ctx.sessionmaker, app.ctx.settings, app.bot, app.dp.workflow_data["i18n"], app.ctx.now
     )
+    try:
+        await engine.run_until_idle()
+    finally:
+        await engine.close()
 
 
 BANDUNG = Group(first_id=500_001, count=6, village_prefix="32.04")
@@ -77,7 +82,7 @@ async def test_admin_composes_previews_and_sends_a_formatted_pkh_broadcast(
     progress = await admin.press("Send now")
     assert any("Broadcast #" in m.text and "scheduled" in m.text for m in progress)
 
-    await engine_for(app).run_until_idle()
+    await deliver(app)
 
     for messages in await _received(app, BANDUNG):
         assert [m["text"] for m in messages] == ["Pencairan PKH tahap 4 mulai 1 Desember"]
@@ -128,7 +133,7 @@ async def test_photo_broadcast_scheduled_in_the_admins_zone_then_paused_and_canc
         minutes=1
     )
     # not due yet: the engine sends nothing
-    await engine_for(app).run_until_idle()
+    await deliver(app)
     assert all(messages == [] for messages in await _received(app, MAKASSAR))
     await admin.press("Pause")
     paused = next(m for m in await admin.messages() if m.text.startswith("Broadcast #"))
@@ -163,7 +168,7 @@ async def test_regional_admin_cannot_count_preview_or_reach_outside_the_scope(
     # 6 + 2 + 3 in Bandung (opted-out not counted); Makassar's 4 are invisible
     assert "Recipients now: 11" in preview[-1].text
     await admin.press("Send now")
-    await engine_for(app).run_until_idle()
+    await deliver(app)
     assert all(messages == [] for messages in await _received(app, MAKASSAR))
     reached = [
         m for group in (BANDUNG, BANDUNG_EN, BANDUNG_BPNT_ONLY) for m in await _received(app, group)

@@ -120,7 +120,7 @@ async def _run(
         stop.set()
         await asyncio.gather(*tasks)
         for engine in engines:
-            await engine.limiter.close()
+            await engine.close()
 
 
 async def test_five_thousand_recipients_at_the_configured_rate_without_a_single_429(
@@ -167,7 +167,7 @@ async def test_a_429_pauses_the_whole_fleet_which_then_finishes(delivery: Delive
     stop.set()
     await asyncio.gather(*tasks)
     for engine in engines:
-        await engine.limiter.close()
+        await engine.close()
 
     copies = await delivery.copies()
     assert set(copies) == set(group.ids) and set(copies.values()) == {1}
@@ -322,3 +322,30 @@ async def test_a_killed_worker_process_is_taken_over_without_duplicates(
         progress = await broadcasts.progress(session, broadcast_id)
     assert progress is not None and progress.sent == 2500
     assert b"Traceback" not in stderr
+
+
+async def test_a_broadcast_whose_last_chunks_ended_together_is_still_finished(
+    delivery: Delivery,
+) -> None:
+    """On PostgreSQL two chunks finishing at once each see the other undone, so neither
+    marks the broadcast done; the engine's sweep does (this once stalled a test)."""
+    from models import BroadcastChunk
+
+    async with delivery.sessionmaker() as session, session.begin():  # type: ignore[operator]
+        broadcast = Broadcast(
+            created_by=ADMIN, audience="kpm", source_chat_id=ADMIN, message_id=1,
+            status="running", scheduled_at=utc_now(), started_at=utc_now(), recipients=2,
+        )  # fmt: skip
+        session.add(broadcast)
+        await session.flush()
+        session.add_all(
+            BroadcastChunk(broadcast_id=broadcast.id, first_after=n, last=n + 1, cursor=n + 1,
+                           done=True, sent=1)
+            for n in (0, 1)
+        )  # fmt: skip
+    engine = delivery.engine()
+    try:
+        await engine.run_until_idle()
+    finally:
+        await engine.close()
+    assert await delivery.status(broadcast.id) == "done"

@@ -115,6 +115,31 @@ async def test_every_invite_has_its_own_token(
     assert len(payloads) == 20
 
 
+async def test_tokens_are_at_least_128_random_bits_from_the_secrets_module(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    shops: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The link is the only credential an agent or partner needs: it must be unguessable."""
+    import secrets
+
+    real = secrets.token_urlsafe
+    drawn: list[tuple[int | None, str]] = []
+
+    def spy(nbytes: int | None = None) -> str:
+        token = real(nbytes)
+        drawn.append((nbytes, token))
+        return token
+
+    monkeypatch.setattr(secrets, "token_urlsafe", spy)
+    payload = await invite(sessionmaker)
+    assert len(drawn) == 1
+    nbytes, token = drawn[0]
+    assert nbytes is not None and nbytes * 8 >= 128
+    assert payload == "inv_" + token  # the whole draw, neither cut nor transformed
+    assert len(token) * 6 >= 128  # base64url: 6 bits a character
+
+
 async def test_agent_invites_need_an_active_ewarong(
     sessionmaker: async_sessionmaker[AsyncSession], session: AsyncSession, shops: None
 ) -> None:

@@ -28,13 +28,13 @@ from sqlalchemy import (
     case,
     exists,
     func,
+    insert,
     literal,
     or_,
     select,
-    text,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.services import audit
 from bot.services.accounts import SUPPORTED_LOCALES
@@ -484,7 +484,7 @@ def _held(claim: Claim, owner: str) -> ColumnElement[bool]:
 
 
 async def record_delivery(
-    session: AsyncSession,
+    conn: AsyncConnection,
     claim: Claim,
     owner: str,
     recipient: int,
@@ -494,35 +494,32 @@ async def record_delivery(
     error: str | None = None,
 ) -> bool:
     """Move the chunk's cursor past `recipient`, count the outcome and renew the lease;
-    False when the lease was lost (another worker took the chunk over: stop)."""
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
-        # Progress is written once per message: do not wait for the WAL flush. A worker
-        # killed right after still leaves it committed; only a PostgreSQL crash could
-        # lose the last fraction of a second (those people would get the message again).
-        await session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+    False when the lease was lost (another worker took the chunk over: stop).
+
+    A sent message is one UPDATE (the caller may run it in autocommit: it is the hot
+    path, once per message); a block or failure adds its own rows, so the caller runs
+    those in a transaction."""
     column = {
         Outcome.SENT: BroadcastChunk.sent,
         Outcome.FAILED: BroadcastChunk.failed,
         Outcome.BLOCKED: BroadcastChunk.blocked,
     }[outcome]
-    result = await session.execute(
+    result = await conn.execute(
         update(BroadcastChunk)
         .where(_held(claim, owner))
         .values({column: column + 1, "cursor": recipient, "lease_until": now + lease})
-        .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if result.rowcount != 1:
         return False
     if outcome is Outcome.BLOCKED:
-        await session.execute(
+        await conn.execute(
             update(Account)
             .where(Account.telegram_id == recipient, Account.blocked_bot_at.is_(None))
             .values(blocked_bot_at=now)
-            .execution_options(synchronize_session=False)
         )
     if outcome is Outcome.FAILED:
-        session.add(
-            BroadcastFailure(
+        await conn.execute(
+            insert(BroadcastFailure).values(
                 broadcast_id=claim.broadcast_id,
                 telegram_id=recipient,
                 error=(error or "error")[:ERROR_TEXT_LIMIT],
@@ -570,6 +567,26 @@ async def finish_if_complete(session: AsyncSession, broadcast_id: int, now: date
         return False
     await audit.record(session, "broadcast.done", subject_type="broadcast", subject_id=broadcast_id)
     return True
+
+
+async def finish_complete(session: AsyncSession, now: datetime) -> list[int]:
+    """Mark done every running broadcast without undone chunks; returns those this call
+    finished. The sweep behind `finish_if_complete`: when the last two chunks end at the
+    same moment on PostgreSQL, each transaction still sees the other's chunk undone, so
+    neither finishes the broadcast; the next sweep does."""
+    undone = exists().where(
+        BroadcastChunk.broadcast_id == Broadcast.id, BroadcastChunk.done.is_(False)
+    )
+    candidates = list(
+        await session.scalars(
+            select(Broadcast.id).where(Broadcast.status == "running", ~undone).limit(20)
+        )
+    )
+    return [
+        broadcast_id
+        for broadcast_id in candidates
+        if await finish_if_complete(session, broadcast_id, now)
+    ]
 
 
 async def claim_progress_report(

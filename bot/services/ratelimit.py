@@ -223,9 +223,9 @@ def create_rate_limiter(
     if redis is not None:
         return RedisRateLimiter(redis, name, rate, burst)
     if settings.redis_url:
-        from redis.asyncio import Redis
+        from bot.kv import connect_redis
 
         return RedisRateLimiter(
-            Redis.from_url(settings.redis_url), name, rate, burst, owns_connection=True
+            connect_redis(settings.redis_url), name, rate, burst, owns_connection=True
         )
     return MemoryRateLimiter(rate, burst)
