@@ -3,15 +3,17 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app
 
-COPY pyproject.toml README.md alembic.ini babel.cfg ./
+COPY pyproject.toml README.md alembic.ini babel.cfg requirements-runtime.lock ./
 COPY bot ./bot
 COPY handlers ./handlers
 COPY models ./models
 COPY migrations ./migrations
 COPY locales ./locales
 COPY data ./data
-# Editable, so locales/, data/ and migrations/ are found beside the code in /app.
-RUN pip install --no-cache-dir -e . \
+# The runtime dependencies exactly as locked (hash-checked), then the project itself,
+# editable, so locales/, data/ and migrations/ are found beside the code in /app.
+RUN pip install --no-cache-dir --require-hashes -r requirements-runtime.lock \
+    && pip install --no-cache-dir --no-deps -e . \
     && useradd --create-home --uid 10001 bansos
 USER bansos
 

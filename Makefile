@@ -21,6 +21,15 @@ $(STAMP): pyproject.toml $(LOCK)
 
 install: $(STAMP)
 
+## Re-lock after changing dependencies in pyproject.toml: requirements.lock (everything,
+## for make install) and requirements-runtime.lock (what the Docker image installs).
+.PHONY: lock
+lock: install
+	$(BIN)/uv pip compile pyproject.toml --extra test --extra dev --universal \
+		--python-version 3.11 --generate-hashes -o $(LOCK)
+	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 \
+		--generate-hashes -o requirements-runtime.lock
+
 ## Check every pinned version in requirements.lock against known vulnerabilities
 ## (pip-audit; needs PyPI's JSON API). --strict: a package that could not be checked
 ## fails the audit instead of being skipped.

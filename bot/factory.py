@@ -13,13 +13,13 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage, SimpleEventIsolation
-from aiogram.types import BotCommand, BotCommandScopeDefault
 from aiogram.utils.i18n import I18n
 from redis.asyncio import Redis
 
 from bot.context import AppContext
 from bot.db import PROJECT_ROOT, create_engine, create_sessionmaker
 from bot.kv import KeyValueStore, MemoryStore, RedisStore, connect_redis, redis_fsm
+from bot.menus import set_menus
 from bot.middlewares.account import AccountI18nMiddleware, AccountMiddleware
 from bot.middlewares.db import DbSessionMiddleware
 from bot.middlewares.dedup import UpdateDedupMiddleware
@@ -116,35 +116,10 @@ def create_dispatcher(ctx: AppContext) -> Dispatcher:
         dp.update.outer_middleware(middleware)
     dp.include_routers(*all_routers())
     dp.errors.register(reply_on_failure)  # failures before ErrorReplyMiddleware
-    dp.startup.register(_set_commands)
+    dp.startup.register(_set_menus)
     dp.workflow_data["i18n"] = i18n
     return dp
 
 
-COMMANDS = ("start", "status", "kode", "napza", "tiket", "bantuan", "bahasa", "batal")
-
-
-def command_menu(i18n: I18n, locale: str) -> list[BotCommand]:
-    """The commands menu in one language (Telegram shows it by the user's app language)."""
-    from aiogram.utils.i18n import gettext as _
-
-    with i18n.context(), i18n.use_locale(locale):
-        descriptions = {
-            "start": _("Main menu"),
-            "status": _("My PKH and BPNT status"),
-            "kode": _("BPNT shopping code"),
-            "napza": _("Confidential Napza help"),
-            "tiket": _("My Napza tickets"),
-            "bantuan": _("Help"),
-            "bahasa": _("Language"),
-            "batal": _("Cancel what I am doing"),
-        }
-    return [BotCommand(command=name, description=descriptions[name]) for name in COMMANDS]
-
-
-async def _set_commands(bot: Bot, i18n: I18n) -> None:
-    """setMyCommands per language: the default (Indonesian) and English."""
-    scope = BotCommandScopeDefault()
-    await bot.set_my_commands(command_menu(i18n, i18n.default_locale), scope=scope)
-    for locale in i18n.available_locales:
-        await bot.set_my_commands(command_menu(i18n, locale), scope=scope, language_code=locale)
+async def _set_menus(bot: Bot, i18n: I18n, ctx: AppContext) -> None:
+    await set_menus(bot, i18n, ctx.sessionmaker)

@@ -11,10 +11,10 @@ from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_applicati
 from aiohttp import web
 from sqlalchemy import text
 
+from bot import metrics
 from bot.context import AppContext
 from bot.db import upgrade_database
 from bot.factory import create_bot, create_context, create_dispatcher
-from bot.metrics import metrics_handler
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,6 @@ def build_webhook_app(ctx: AppContext, bot: Bot, dp: Dispatcher) -> web.Applicat
         handle_in_background=False,
     ).register(app, path=WEBHOOK_PATH)
     app.router.add_get("/healthz", health)
-    app.router.add_get("/metrics", metrics_handler(ctx.sessionmaker))
     setup_application(app, dp, bot=bot)
     return app
 
@@ -147,9 +146,17 @@ async def run_webhook(settings: Settings) -> None:
     await runner.setup()
     site = web.TCPSite(runner, settings.webhook_host, settings.webhook_port)
     await site.start()
+    # Metrics on their own port, not beside the public webhook.
+    metrics_runner = (
+        await metrics.serve(settings.metrics_port, ctx.sessionmaker, host=settings.webhook_host)
+        if settings.metrics_port
+        else None
+    )
     log.info("webhook listening on %s:%s", settings.webhook_host, settings.webhook_port)
     try:
         await asyncio.Event().wait()
     finally:
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
         await runner.cleanup()
         await ctx.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
-from aiogram import F, Router
+from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
@@ -16,6 +16,7 @@ from bot import keyboards, texts, views
 from bot.context import AppContext
 from bot.filters import role_scope
 from bot.keyboards import LanguageCB
+from bot.menus import set_admin_menu
 from bot.services import accounts, invites
 from bot.services.invites import InviteResult
 from models import Account
@@ -36,11 +37,15 @@ async def start(
     session: AsyncSession,
     account: Account,
     ctx: AppContext,
+    bot: Bot,
+    i18n: I18n,
 ) -> None:
     await state.clear()
     if invites.is_invite_payload(command.args):
         await _accept_invite(message, session, account, command.args or "", ctx)
         return
+    if role_scope(account, "admin") is not None:
+        await set_admin_menu(bot, i18n, account)
     linked = await accounts.linked_beneficiary(session, account)
     await message.answer(
         views.greeting(message.from_user.first_name if message.from_user else "", linked),

@@ -114,3 +114,13 @@ async def test_admin_buttons_are_refused_to_others(bot_app) -> None:  # type: ig
     user = await bot_app.user("Siti", language_code="en")
     for typed in ("Statistics", "Pending referrals", "/statistik", "/rujukan", "Broadcast"):
         assert "only for admins" in (await user.send(typed))[-1].text
+
+
+async def test_admins_get_their_commands_in_their_own_menu_only(bot_app, sessionmaker) -> None:  # type: ignore[no-untyped-def]
+    admin = await _admin(bot_app, sessionmaker, "32.04")  # sends /start
+    menu = {entry["command"]: entry["description"] for entry in await admin.commands()}
+    assert {"siaran", "statistik", "rujukan", "sengketa", "start"} <= set(menu)
+    assert menu["siaran"] == "New broadcast"  # in the admin's language (English)
+    other = await bot_app.user("Siti", language_code="id")
+    others = {entry["command"] for entry in await other.commands()}
+    assert "start" in others and not others & {"siaran", "statistik", "rujukan"}

@@ -34,7 +34,7 @@ async def _scrape(url: str) -> str:
         return await response.text()
 
 
-async def test_webhook_metrics_count_updates_latency_errors_and_open_referrals(
+async def test_webhook_process_metrics_count_updates_latency_and_open_referrals(
     settings, engine, sessionmaker, clean_redis
 ) -> None:  # type: ignore[no-untyped-def]
     emulator = BotApiEmulator(token=BOT_TOKEN)
@@ -47,10 +47,15 @@ async def test_webhook_metrics_count_updates_latency_errors_and_open_referrals(
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    # what `bansos-bot webhook` starts on METRICS_PORT beside the webhook
+    metrics_runner = await metrics.serve(0, sessionmaker, host="127.0.0.1")
+    scrape_url = f"http://127.0.0.1:{metrics_runner.addresses[0][1]}/metrics"
     client = EmulatorClient(settings.telegram_api_url)
     try:
+        async with aiohttp.ClientSession() as http, http.get(base + "/metrics") as response:
+            assert response.status == 404  # not on the public webhook port
         await bot.set_webhook(base + WEBHOOK_PATH, secret_token=SECRET)
-        before = await _scrape(base + "/metrics")
+        before = await _scrape(scrape_url)
         messages = _value(before, 'bansos_updates_total{type="message"}') if (
             'type="message"' in before
         ) else 0.0  # fmt: skip
@@ -67,7 +72,7 @@ async def test_webhook_metrics_count_updates_latency_errors_and_open_referrals(
         user = await client.user(5101, "Siti", language_code="id")
         await user.send("/start")
         await user.send("/bantuan")
-        after = await _scrape(base + "/metrics")
+        after = await _scrape(scrape_url)
         assert _value(after, 'bansos_updates_total{type="message"}') == messages + 2
         assert _value(after, "bansos_handler_seconds_count") == handled + 2
         assert _value(after, "bansos_open_referrals") == 1
@@ -77,6 +82,7 @@ async def test_webhook_metrics_count_updates_latency_errors_and_open_referrals(
         assert "5101" not in after and "Siti" not in after
     finally:
         await client.close()
+        await metrics_runner.cleanup()
         await runner.cleanup()
         await bot.session.close()
         await ctx.close()
