@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
+import os
+from datetime import UTC, datetime
 
 from aiogram import Bot, Dispatcher
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
@@ -31,8 +34,32 @@ or put BOT_TOKEN=... in a .env file in this folder. To use a self-hosted Bot API
 server or an emulator instead of Telegram, also set TELEGRAM_API_URL."""
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line (LOG_FORMAT=json), for log collectors. Log messages name
+    events, ids and error types, never personal data (see README, Security and privacy)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info and record.exc_info[0] is not None:
+            entry["error"] = record.exc_info[0].__name__
+            entry["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(level: int = logging.INFO, log_format: str | None = None) -> None:
+    """Text lines by default; JSON lines with LOG_FORMAT=json."""
+    fmt = log_format or os.environ.get("LOG_FORMAT", "text")
+    handler = logging.StreamHandler()
+    if fmt.lower() == "json":
+        handler.setFormatter(JsonLogFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
 async def prepare_database(settings: Settings) -> None:
