@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.services import broadcasts
@@ -110,6 +111,19 @@ def create_progress_engine(database_url: str, concurrency: int) -> AsyncEngine:
             connect_args={"server_settings": {"synchronous_commit": "off"}},
         )
     return create_engine(database_url)
+
+
+STATUS_CHECK = timedelta(seconds=2)
+
+
+@dataclass
+class _ChunkRun:
+    """A chunk being delivered: when its lease was last renewed and its broadcast's
+    status last checked."""
+
+    claim: Claim
+    renewed_at: datetime
+    checked_at: datetime
 
 
 class LeaseLost(Exception):
@@ -247,7 +261,9 @@ class BroadcastEngine:
 
     async def _deliver_chunk(self, claim: Claim) -> bool:
         """Deliver the chunk from its cursor; True when it is finished, False when the
-        broadcast stopped running (paused or cancelled)."""
+        broadcast stopped running (paused or cancelled: checked every page and every
+        STATUS_CHECK, so a pause takes effect within seconds at any rate)."""
+        run = _ChunkRun(claim, renewed_at=self.clock(), checked_at=self.clock())
         cursor = claim.cursor
         while True:
             async with self.sessionmaker() as session:
@@ -258,26 +274,43 @@ class BroadcastEngine:
                     session, broadcast, claim, cursor, self.config.page_size
                 )
                 session.expunge(broadcast)
+            run.checked_at = self.clock()
             if not page:
                 return True
-            renewed = self.clock()
             for recipient in page:
-                if self.clock() - renewed > self.config.lease / 3:
-                    await self._renew(claim)
-                    renewed = self.clock()
-                outcome, error = await self._deliver(broadcast, recipient)
+                if not await self._still_running(run):
+                    return False
+                outcome, error = await self._deliver(run, broadcast, recipient)
                 await self._record(claim, recipient, outcome, error)
-                renewed = self.clock()
+                run.renewed_at = self.clock()  # recording renews the lease
                 cursor = recipient.telegram_id
             await self._maybe_report(claim.broadcast_id)
 
+    async def _still_running(self, run: _ChunkRun) -> bool:
+        if self.clock() - run.checked_at < STATUS_CHECK:
+            return True
+        run.checked_at = self.clock()
+        async with self.sessionmaker() as session:
+            status = await session.scalar(
+                select(Broadcast.status).where(Broadcast.id == run.claim.broadcast_id)
+            )
+        return status == "running"
+
+    async def _keep_lease(self, run: _ChunkRun) -> None:
+        """Renew the lease when a third of it has passed without a recorded delivery
+        (a long 429 pause, retries): a send is never made on a lease that ran out."""
+        if self.clock() - run.renewed_at > self.config.lease / 3:
+            await self._renew(run.claim)
+            run.renewed_at = self.clock()
+
     async def _deliver(
-        self, broadcast: Broadcast, recipient: Recipient
+        self, run: _ChunkRun, broadcast: Broadcast, recipient: Recipient
     ) -> tuple[Outcome, str | None]:
         message_id = broadcasts.version_for(broadcast, recipient.locale)
         attempts = 0
         while True:
             await self.limiter.acquire()
+            await self._keep_lease(run)
             try:
                 await self.send(recipient.telegram_id, broadcast.source_chat_id, message_id)
             except RetryLater as error:

@@ -349,3 +349,56 @@ async def test_a_broadcast_whose_last_chunks_ended_together_is_still_finished(
     finally:
         await engine.close()
     assert await delivery.status(broadcast.id) == "done"
+
+
+async def test_pause_stops_the_fleet_within_seconds_and_resume_finishes_exactly_once(
+    delivery: Delivery,
+) -> None:
+    group = Group(first_id=7_000_001, count=1500, village_prefix="32.04")
+    await populate(delivery.sessionmaker, group)  # type: ignore[arg-type]
+    await add_emulator_users(delivery.client, group)
+    broadcast_id = await delivery.broadcast()
+    await delivery.client.reset_stats()
+    engine = delivery.engine()
+    stop = asyncio.Event()
+    task = asyncio.create_task(engine.run(stop))
+    try:
+        await eventually(lambda: _sent_at_least(delivery, 200), 60, 0.05)
+        async with delivery.sessionmaker() as session, session.begin():  # type: ignore[operator]
+            assert await broadcasts.change(
+                session, broadcast_id, broadcasts.Action.PAUSE, admin=ADMIN, scope="",
+                now=utc_now(),
+            )  # fmt: skip
+        await asyncio.sleep(3)  # status is re-checked at least every 2 s
+        at_pause = sum((await delivery.copies()).values())
+        await asyncio.sleep(1.5)
+        assert sum((await delivery.copies()).values()) == at_pause < 1500
+        async with delivery.sessionmaker() as session, session.begin():  # type: ignore[operator]
+            assert await broadcasts.change(
+                session, broadcast_id, broadcasts.Action.RESUME, admin=ADMIN, scope="",
+                now=utc_now(),
+            )  # fmt: skip
+        await eventually(lambda: _done(delivery, broadcast_id), 60)
+    finally:
+        stop.set()
+        await task
+        await engine.close()
+    copies = await delivery.copies()
+    assert set(copies) == set(group.ids) and set(copies.values()) == {1}
+
+
+async def test_a_429_longer_than_the_lease_causes_no_takeover_and_no_duplicate(
+    delivery: Delivery,
+) -> None:
+    group = Group(first_id=8_000_001, count=300, village_prefix="32.04")
+    await populate(delivery.sessionmaker, group)  # type: ignore[arg-type]
+    await add_emulator_users(delivery.client, group)
+    broadcast_id = await delivery.broadcast()
+    await delivery.client.reset_stats()
+    await delivery.client.faults(429, count=1, retry_after=4, methods=["copyMessage"])
+    engines = [delivery.engine(broadcast_lease_seconds=1.5) for _ in range(2)]
+    if not delivery.settings.redis_url:
+        engines[1].limiter = engines[0].limiter
+    await _run(*engines, until=broadcast_id, delivery=delivery)
+    copies = await delivery.copies()
+    assert set(copies) == set(group.ids) and set(copies.values()) == {1}
