@@ -15,8 +15,8 @@ Outcomes of one send, as the `send` callable reports them:
 - `Transient` (5xx, network, timeouts): retried with exponential backoff, then
   recorded as failed.
 
-This module never imports aiogram; `handlers.broadcast_notify` supplies `send` and
-`report` for a real Bot.
+This module never imports aiogram: `bot.broadcast_sender.BotApiSender` is the `send`
+(copyMessage as one lean JSON POST) and `handlers.broadcast_notify` the `report`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+)
 
 from bot.services import broadcasts
 from bot.services.broadcasts import Claim, Outcome, Recipient
@@ -124,6 +129,7 @@ class _ChunkRun:
     claim: Claim
     renewed_at: datetime
     checked_at: datetime
+    conn: AsyncConnection
 
 
 class LeaseLost(Exception):
@@ -221,6 +227,9 @@ class BroadcastEngine:
     async def close(self) -> None:
         """Release the limiter and the progress engine (when it is the engine's own)."""
         await self.limiter.close()
+        close_sender = getattr(self.send, "close", None)
+        if close_sender is not None:
+            await close_sender()
         if self.progress is not self.sessionmaker.kw.get("bind"):
             await self.progress.dispose()
 
@@ -263,7 +272,15 @@ class BroadcastEngine:
         """Deliver the chunk from its cursor; True when it is finished, False when the
         broadcast stopped running (paused or cancelled: checked every page and every
         STATUS_CHECK, so a pause takes effect within seconds at any rate)."""
-        run = _ChunkRun(claim, renewed_at=self.clock(), checked_at=self.clock())
+        async with self.progress.connect() as conn:
+            # One connection per chunk, in autocommit: recording a sent message is then
+            # a single statement, one round trip, with no pool checkout per message.
+            autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            run = _ChunkRun(claim, self.clock(), self.clock(), autocommit)
+            return await self._deliver_pages(run)
+
+    async def _deliver_pages(self, run: _ChunkRun) -> bool:
+        claim = run.claim
         cursor = claim.cursor
         while True:
             async with self.sessionmaker() as session:
@@ -281,7 +298,7 @@ class BroadcastEngine:
                 if not await self._still_running(run):
                     return False
                 outcome, error = await self._deliver(run, broadcast, recipient)
-                await self._record(claim, recipient, outcome, error)
+                await self._record(run, recipient, outcome, error)
                 run.renewed_at = self.clock()  # recording renews the lease
                 cursor = recipient.telegram_id
             await self._maybe_report(claim.broadcast_id)
@@ -329,14 +346,14 @@ class BroadcastEngine:
             return Outcome.SENT, None
 
     async def _record(
-        self, claim: Claim, recipient: Recipient, outcome: Outcome, error: str | None
+        self, run: _ChunkRun, recipient: Recipient, outcome: Outcome, error: str | None
     ) -> None:
-        args = (claim, self.owner, recipient.telegram_id, outcome, self.clock(), self.config.lease)
-        if outcome is Outcome.SENT:  # one statement: autocommit, one round trip
-            async with self.progress.connect() as conn:
-                autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                held = await broadcasts.record_delivery(autocommit, *args)
-        else:
+        args = (
+            run.claim, self.owner, recipient.telegram_id, outcome, self.clock(), self.config.lease,
+        )  # fmt: skip
+        if outcome is Outcome.SENT:  # one statement on the chunk's autocommit connection
+            held = await broadcasts.record_delivery(run.conn, *args)
+        else:  # a block or failure writes more rows: one transaction
             async with self.progress.begin() as conn:
                 held = await broadcasts.record_delivery(conn, *args, error)
         if self.observe is not None:

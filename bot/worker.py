@@ -142,12 +142,13 @@ def make_broadcast_engine(
     """The delivery engine for a Bot: copyMessage sends, the shared rate limiter (Redis
     when REDIS_URL is set), progress reports in the admin's chat, and metrics."""
     from bot import metrics
-    from handlers.broadcast_notify import make_reporter, make_sender
+    from bot.broadcast_sender import BotApiSender
+    from handlers.broadcast_notify import make_reporter
 
     config = EngineConfig.from_settings(settings)
     return BroadcastEngine(
         sessionmaker,
-        make_sender(bot, paid=settings.paid_broadcast),
+        BotApiSender(bot.token, settings.telegram_api_url, paid=settings.paid_broadcast),
         create_rate_limiter(settings),
         make_reporter(bot, i18n, sessionmaker, clock),
         clock,

@@ -1,6 +1,5 @@
-"""The chat side of broadcast delivery: copying the message to one recipient (`send`,
-mapping Telegram's answers to the engine's outcomes) and the admin's progress message
-(`report`). Used by the worker and by the admin handlers."""
+"""The admin's side of broadcast delivery: the progress message (`progress_text`) and
+its updates from the worker (`make_reporter`). Used by the worker and the handlers."""
 
 from __future__ import annotations
 
@@ -11,10 +10,6 @@ from datetime import datetime
 from aiogram import Bot
 from aiogram.exceptions import (
     TelegramBadRequest,
-    TelegramForbiddenError,
-    TelegramNetworkError,
-    TelegramRetryAfter,
-    TelegramServerError,
 )
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
@@ -22,40 +17,13 @@ from babel.numbers import format_decimal
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import keyboards, texts
-from bot.broadcaster import Blocked, Permanent, Report, RetryLater, Send, Transient
+from bot.broadcaster import Report
 from bot.formatting import local_datetime
-from bot.retry import retries_disabled
 from bot.services import accounts, broadcasts
 from bot.services.broadcasts import Progress
 from models import Broadcast
 
 log = logging.getLogger("bansos.broadcast")
-
-
-def make_sender(bot: Bot, *, paid: bool = False) -> Send:
-    """copyMessage keeps the admin's formatting and media (with `allow_paid_broadcast`
-    in paid mode); Telegram's errors become the engine's outcomes (the error text kept
-    is Telegram's, never about the recipient)."""
-    paid_flag = True if paid else None
-
-    async def send(chat_id: int, from_chat_id: int, message_id: int) -> None:
-        try:
-            # The engine has its own policy (a 429 pauses the whole fleet), so the
-            # session's automatic retries are off here.
-            with retries_disabled():
-                await bot.copy_message(
-                    chat_id, from_chat_id, message_id, allow_paid_broadcast=paid_flag
-                )
-        except TelegramRetryAfter as error:
-            raise RetryLater(float(error.retry_after)) from None
-        except TelegramForbiddenError:
-            raise Blocked from None
-        except TelegramBadRequest as error:
-            raise Permanent(error.message) from None
-        except (TelegramServerError, TelegramNetworkError, TimeoutError) as error:
-            raise Transient(type(error).__name__) from None
-
-    return send
 
 
 def _number(value: float, locale: str) -> str:

@@ -245,12 +245,12 @@ async def redis_pair(limiter_redis_url: str) -> AsyncIterator[tuple[Redis, Redis
 
 
 def _pair(
-    pair: tuple[Redis, Redis, str], rate: float, burst: int = 1
+    pair: tuple[Redis, Redis, str], rate: float, burst: int = 1, batch: int = 1
 ) -> tuple[RedisRateLimiter, RedisRateLimiter]:
     first, second, name = pair
     return (
-        RedisRateLimiter(first, name, rate, burst, prefix=TEST_PREFIX),
-        RedisRateLimiter(second, name, rate, burst, prefix=TEST_PREFIX),
+        RedisRateLimiter(first, name, rate, burst, prefix=TEST_PREFIX, batch=batch),
+        RedisRateLimiter(second, name, rate, burst, prefix=TEST_PREFIX, batch=batch),
     )
 
 
@@ -292,6 +292,34 @@ async def test_redis_achieved_rate_matches_configured(
     # by a millisecond loses that slot at burst 1), so that side is printed, not asserted.
     print(f"\nachieved {achieved:.1f}/s of 100/s")
     assert achieved / 100 <= 1.02, achieved
+
+
+async def test_redis_reserved_slots_keep_the_shared_limit_with_fewer_round_trips(
+    redis_pair: tuple[Redis, Redis, str],
+) -> None:
+    a, b = _pair(redis_pair, rate=100, burst=3, batch=5)
+    calls = 0
+    for limiter in (a, b):
+        original = limiter._eval
+
+        async def counted(*args, _original=original):  # type: ignore[no-untyped-def]
+            nonlocal calls
+            calls += 1
+            return await _original(*args)
+
+        limiter._eval = counted  # type: ignore[method-assign]
+    elapsed, stamps = await _drain([a, b], 150)
+    assert len(stamps) == 150
+    assert elapsed >= (150 - 3 - 5) / 100  # never faster than the shared schedule allows
+    assert _max_in_window(stamps) <= 100 + 3 + 1
+    assert calls <= 150 / 5 + 10  # about one round trip per five sends
+    # a 429 drops what was reserved before it: nothing goes out during the pause
+    await a.acquire()
+    start = time.monotonic()
+    await a.penalize(0.3)
+    await a.acquire()
+    await b.acquire()
+    assert time.monotonic() - start >= 0.29
 
 
 async def test_redis_burst_then_steady(redis_pair: tuple[Redis, Redis, str]) -> None:
