@@ -14,7 +14,7 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import keyboards, texts, views
+from bot import keyboards, metrics, texts, views
 from bot.context import AppContext
 from bot.filters import HasRole
 from bot.formatting import long_date
@@ -309,6 +309,8 @@ async def confirm_press(
             await query.answer()
             await _say(query, _not_through(known))
             return
+    if outcome.result is ConfirmResult.CONFIRMED:
+        metrics.REDEMPTIONS.inc()
     try:
         await state.clear()
     except Exception as error:  # Redis went away: the sale stands, the flow state expires

@@ -8,6 +8,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from bot.services import invites
@@ -84,6 +85,7 @@ async def test_redemption_with_code_gives_both_receipts_and_debits_once(app, ses
     summary = (await agent.press("Selesai"))[-1]
     assert "Total: Rp60.000" in summary.text and "Saldo setelahnya: Rp340.000" in summary.text
 
+    counted = REGISTRY.get_sample_value("bansos_redemptions_total") or 0
     confirmed = await agent.press("Konfirmasi")
     receipt = next(m for m in confirmed if m.message_id == summary.message_id)
     assert receipt.edited and "Struk #" in receipt.text and "Sisa saldo: Rp340.000" in receipt.text
@@ -96,6 +98,7 @@ async def test_redemption_with_code_gives_both_receipts_and_debits_once(app, ses
     await agent.callback(summary.message_id, summary.button("Konfirmasi")["callback_data"])
     assert (await agent.callback_answers())[-1]["text"] == "Transaksi ini sudah dikonfirmasi."
     assert await session.scalar(select(func.count()).select_from(Redemption)) == 1
+    assert REGISTRY.get_sample_value("bansos_redemptions_total") == counted + 1  # /metrics
     status = (await kpm.press("Status bantuan"))[-1].text
     assert "Saldo saat ini: Rp340.000" in status and "Belanja di e-Warong -Rp60.000" in status
 
