@@ -11,6 +11,7 @@ update, and redis-py reconnects by itself once Redis is back.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator
@@ -88,20 +89,56 @@ class ResilientRedisEventIsolation(RedisEventIsolation):
     A lock that cannot be taken (Redis down, or held past LOCK_WAIT) still raises.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._local = LocalLocks()
+
     @asynccontextmanager
     async def lock(self, key: StorageKey) -> AsyncGenerator[None, None]:
-        lock = self.redis.lock(
-            name=self.key_builder.build(key, "lock"), **self.lock_kwargs, lock_class=Lock
-        )
-        if not await lock.acquire():
-            raise LockError("the update lock was not released in time")
-        try:
-            yield None
-        finally:
+        name = self.key_builder.build(key, "lock")
+        # Updates of one user handled by this process queue here first, so only one of
+        # them at a time polls Redis for the shared lock (a burst of a user's updates
+        # would otherwise poll Redis every 0.1 s each and starve everyone's connections).
+        async with self._local.hold(name):
+            lock = self.redis.lock(name=name, **self.lock_kwargs, lock_class=Lock)
+            if not await lock.acquire():
+                raise LockError("the update lock was not released in time")
             try:
-                await lock.release()
-            except RedisError as error:
-                log.warning("update lock not released (it will expire): %s", type(error).__name__)
+                yield None
+            finally:
+                try:
+                    await lock.release()
+                except RedisError as error:
+                    log.warning(
+                        "update lock not released (it will expire): %s", type(error).__name__
+                    )
+
+
+class LocalLocks:
+    """asyncio locks by name, forgotten when nobody holds or waits for them (a lock per
+    user kept for ever would grow with every user the process has seen)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, name: str) -> AsyncGenerator[None, None]:
+        lock, users = self._locks.get(name, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._locks[name] = (lock, users + 1)
+        try:
+            async with lock:
+                yield None
+        finally:
+            lock, users = self._locks[name]
+            if users <= 1:
+                del self._locks[name]
+            else:
+                self._locks[name] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
 
 
 class KeyValueStore(Protocol):
