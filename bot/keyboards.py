@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import (
@@ -12,10 +12,16 @@ from aiogram.types import (
     ReplyKeyboardMarkup,
 )
 from aiogram.utils.i18n import gettext as _
+from pydantic import Field
 
 from bot import texts
 from bot.filters import role_scope
 from models import Account
+
+# A row id in callback data: a forged 0, negative or beyond-BIGINT id is no button the bot
+# made; it fails the filter ("no longer valid") instead of reaching a query that the
+# database driver refuses (SQLite: OverflowError, PostgreSQL: out of range).
+RowId = Annotated[int, Field(gt=0, lt=2**63)]
 
 
 class LanguageCB(CallbackData, prefix="lang"):
@@ -38,7 +44,7 @@ class ConfirmCB(CallbackData, prefix="rdm"):
 
 
 class DisputeCB(CallbackData, prefix="dsp"):
-    redemption: int
+    redemption: RowId
 
 
 class LockCB(CallbackData, prefix="lock"):
@@ -47,7 +53,7 @@ class LockCB(CallbackData, prefix="lock"):
 
 class AdminDisputeCB(CallbackData, prefix="adsp"):
     action: str  # "reverse" | "dismiss"
-    redemption: int
+    redemption: RowId
 
 
 class NapzaCB(CallbackData, prefix="npz"):
@@ -57,21 +63,21 @@ class NapzaCB(CallbackData, prefix="npz"):
 
 class PartnerCB(CallbackData, prefix="prt"):
     action: str  # accept | decline | reply | close
-    request: int
+    request: RowId
 
 
 class OutcomeCB(CallbackData, prefix="out"):
-    request: int
+    request: RowId
     outcome: str
 
 
 class AdminOutcomeCB(CallbackData, prefix="aout"):
-    request: int
+    request: RowId
     outcome: str
 
 
 class RelayCB(CallbackData, prefix="rly"):
-    request: int
+    request: RowId
 
 
 class TicketCB(CallbackData, prefix="tkt"):
@@ -89,7 +95,7 @@ class BroadcastCB(CallbackData, prefix="bc"):
     """Pause, resume or cancel a stored broadcast."""
 
     action: str
-    id: int
+    id: RowId
 
 
 def compose_choices(step: str, options: dict[str, Any], columns: int = 1) -> InlineKeyboardMarkup:

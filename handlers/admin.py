@@ -84,14 +84,16 @@ async def dispute_action(
             session, callback_data.redemption, admin=account.telegram_id, now=ctx.now()
         )
         await query.answer()
-        if isinstance(query.message, Message):
-            await query.message.edit_text(
-                _("Transaction #{id} found genuine; the family can shop again.").format(
-                    id=callback_data.redemption
-                )
-                if done
-                else _("This dispute is already closed.")
+        text = (
+            _("Transaction #{id} found genuine; the family can shop again.").format(
+                id=callback_data.redemption
             )
+            if done
+            else _("This dispute is already closed.")
+        )
+        # A fast second press finds the message already saying so: nothing to edit.
+        if isinstance(query.message, Message) and query.message.text != text:
+            await query.message.edit_text(text)
         return
     await state.set_state(ReversalFlow.reason)
     await state.update_data(redemption=callback_data.redemption)
@@ -190,7 +192,7 @@ async def remove_agent(
     admin_scope: str,
 ) -> None:
     parts = (command.args or "").split()
-    if len(parts) != 2 or not parts[0].isdigit():
+    if len(parts) != 2 or not parts[0].isdecimal() or not 0 < int(parts[0]) < 2**63:
         await message.answer(_("Usage: /hapus_agen TELEGRAM_ID E-WARONG-CODE"))
         return
     removed = await _ewarong_in_scope(session, parts[1], admin_scope) and (

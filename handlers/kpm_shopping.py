@@ -6,6 +6,7 @@ import logging
 from html import escape
 
 from aiogram import Bot, F, Router
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
@@ -101,10 +102,17 @@ async def lock_press(
         if callback_data.locked
         else _("Shopping is open again.")
     )
-    if isinstance(query.message, Message):
-        await query.message.edit_text(
-            text, reply_markup=keyboards.lock_choice(callback_data.locked)
-        )
+    markup = keyboards.lock_choice(callback_data.locked)
+    message = query.message if isinstance(query.message, Message) else None
+    # A double press finds the message already saying so: Telegram refuses an edit that
+    # changes nothing ("message is not modified"), so leave it alone.
+    shown = message.reply_markup.model_dump() if message and message.reply_markup else None
+    if message and (message.text != text or shown != markup.model_dump()):
+        try:
+            await message.edit_text(text, reply_markup=markup)
+        except TelegramBadRequest as error:
+            if "message is not modified" not in error.message:
+                raise
 
 
 async def nearby_ask(message: Message, state: FSMContext) -> None:

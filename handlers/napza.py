@@ -23,6 +23,7 @@ from bot.keyboards import NapzaCB, RelayCB, TicketCB
 from bot.services import napza
 from bot.services.napza import RequestAnswers, SlaPolicy
 from bot.services.regions import region_name
+from bot.services.text import storable
 from handlers.napza_notify import send_deliveries, send_relay, tell_staff_cancelled
 from handlers.states import NapzaFlow, RelayFlow
 from models import Account
@@ -280,7 +281,10 @@ async def text_in_questions(message: Message) -> None:
 
 
 async def tickets(
-    message: Message, command: CommandObject | None, session: AsyncSession, account: Account
+    message: Message,
+    session: AsyncSession,
+    account: Account,
+    command: CommandObject | None = None,  # none for the menu button (no Command filter)
 ) -> None:
     wanted = (command.args or "").strip().upper() if command else ""
     requests = (
@@ -359,7 +363,10 @@ async def relay(
     i18n: I18n,
 ) -> None:
     """Pass a text on to the other side of an accepted request (requester or partner)."""
-    text = message.text or ""
+    text = storable(message.text or "")
+    if not text.strip():  # nothing left once what cannot be stored is taken out
+        await relay_wrong(message)
+        return
     if len(text) > RELAY_MAX:
         await message.answer(_("That message is too long; please send at most 2000 characters."))
         return

@@ -327,7 +327,9 @@ async def nearest(
 
 
 async def get_ewarong(session: AsyncSession, code: str) -> EWarong | None:
-    """The e-Warong with this code (active or not), or None."""
+    """The e-Warong with this code (active or not), or None (also for what is no code)."""
+    if not CODE_RE.match(code):  # typed by an admin: a NUL would fail the query
+        return None
     return await session.get(EWarong, code)
 
 

@@ -45,6 +45,7 @@ from bot.services import audit
 from bot.services.accounts import admins_for_region
 from bot.services.ewarongs import nearest
 from bot.services.partners import covering_prefixes
+from bot.services.text import storable
 from models import (
     AccountRole,
     HelpRequest,
@@ -190,7 +191,7 @@ def new_ticket() -> str:
 
 def normalize_ticket(text: str) -> str:
     """A typed ticket in its stored form (`npz-7f3k2q` -> `NPZ-7F3K2Q`)."""
-    cleaned = text.strip().upper().replace(" ", "")
+    cleaned = storable(text).strip().upper().replace(" ", "")
     if not cleaned.startswith(TICKET_PREFIX) and len(cleaned) == TICKET_LENGTH:
         cleaned = TICKET_PREFIX + cleaned
     return cleaned
@@ -211,7 +212,7 @@ async def search_regencies(
     Case-insensitive; best first: an exact name, or "Kota X"/"Kabupaten X" equal to
     `text`, then shorter names, then by name. Nothing for fewer than 3 characters.
     """
-    query = " ".join(text.split()).lower()
+    query = " ".join(storable(text).split()).lower()
     if len(query) < SEARCH_MIN or limit <= 0:
         return []
     conditions = [
@@ -479,7 +480,7 @@ async def create_request(
     """Store a consented request and offer it to the best partner (or escalate at once)."""
     _require_aware(now)
     await validate_answers(session, answers)
-    note = (answers.note or "").strip() or None
+    note = storable(answers.note or "").strip() or None
     request = HelpRequest(
         ticket=await _unused_ticket(session),
         requester_telegram_id=requester_telegram_id,
@@ -925,6 +926,7 @@ async def add_relay(
     _require_aware(now)
     if sender not in SENDERS:
         raise ValueError("sender must be one of " + ", ".join(SENDERS))
+    text = storable(text)
     if not text or len(text) > RELAY_MAX:
         raise ValueError(f"text must be 1-{RELAY_MAX} characters")
     request = await _fresh(session, request_id)

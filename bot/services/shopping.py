@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.services import audit
 from bot.services.identity import Hasher, mask_name
 from bot.services.regions import dialect_insert, timezone_for
+from bot.services.text import storable
 from models import (
     Account,
     Beneficiary,
@@ -242,7 +243,8 @@ class BasketLine:
 def parse_amount(text: str) -> int | None:
     """Rupiah typed by an agent: `15000`, `15.000`, `Rp15.000`; None unless 1..MAX_AMOUNT."""
     cleaned = text.strip().lower().removeprefix("rp").strip().replace(".", "").replace(" ", "")
-    if not cleaned.isdigit() or len(cleaned) > 9:
+    # isdecimal, not isdigit: superscripts like "²" are digits that int() refuses.
+    if not cleaned.isdecimal() or len(cleaned) > 9:
         return None
     value = int(cleaned)
     return value if 0 < value <= MAX_AMOUNT else None
@@ -256,7 +258,7 @@ def parse_line(item: str, text: str) -> BasketLine | None:
     for separator in ("x", "×", "*"):
         if separator in text.lower():
             quantity_text, _, price_text = text.lower().partition(separator)
-            if not quantity_text.strip().isdigit():
+            if not quantity_text.strip().isdecimal():
                 return None
             quantity = int(quantity_text.strip())
             price = parse_amount(price_text)
@@ -313,6 +315,7 @@ def new_idempotency_key() -> str:
 
 
 async def redemption_by_key(session: AsyncSession, key: str) -> Redemption | None:
+    key = storable(key)  # from callback data: anything may come
     return await session.scalar(select(Redemption).where(Redemption.idempotency_key == key))
 
 
@@ -636,7 +639,7 @@ async def reverse(
     session: AsyncSession, redemption_id: int, *, admin: int, reason: str, now: datetime
 ) -> ReversalResult:
     """Give the money back as a new ledger entry (never an edit); closes any dispute."""
-    reason = " ".join(reason.split())[:500]
+    reason = " ".join(storable(reason).split())[:500]
     if not reason:
         return ReversalResult.NO_REASON
     claimed = await session.execute(
