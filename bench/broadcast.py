@@ -144,6 +144,12 @@ async def resolution_time(url: str, chunk_size: int) -> tuple[float, float, int]
     return planned, paged, seen if chunks else 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def start_emulator(
     port: int, *, limits: bool = True
 ) -> tuple[asyncio.subprocess.Process, str]:
@@ -170,7 +176,7 @@ async def control(http: aiohttp.ClientSession, base: str, method: str, path: str
 
 async def run_once(
     url: str, redis_url: str, base: str, http: aiohttp.ClientSession, workers: int,
-    recipients: int, source_message: int,
+    recipients: int, source_message: int, emulator_pid: int,
 ) -> dict[str, float]:  # fmt: skip
     await Redis.from_url(redis_url).flushdb()
     engine = create_engine(url)
@@ -207,6 +213,8 @@ async def run_once(
         for _ in range(workers)
     ]
     started = time.perf_counter()
+    emulator_cpu = cpu_seconds(emulator_pid)
+    workers_cpu = 0.0
     try:
         while True:
             async with create_sessionmaker(engine)() as session:
@@ -216,6 +224,8 @@ async def run_once(
             if time.perf_counter() - started > 3 * recipients / PAID_RATE + 120:
                 raise RuntimeError("the broadcast did not finish in time")
             await asyncio.sleep(0.5)
+        workers_cpu = sum(cpu_seconds(process.pid) for process in processes)
+        emulator_cpu = cpu_seconds(emulator_pid) - emulator_cpu
     finally:
         for process in processes:
             process.terminate()
@@ -235,6 +245,8 @@ async def run_once(
         "429": calls.get("429", 0),
         "seconds": span,
         "achieved": (ok - 1) / span if span else 0.0,
+        "worker_ms": workers_cpu * 1000 / max(ok, 1),
+        "emulator_ms": emulator_cpu * 1000 / max(ok, 1),
     }
 
 
@@ -269,15 +281,17 @@ async def bench(args: argparse.Namespace) -> int:
             results = []
             for workers in args.workers:
                 result = await run_once(
-                    url, args.redis_url, base, http, workers, args.recipients, sent["message_id"]
-                )
+                    url, args.redis_url, base, http, workers, args.recipients, sent["message_id"],
+                    emulator.pid,
+                )  # fmt: skip
                 results.append(result)
                 print(
                     f"{workers} worker(s): {result['delivered']:,} delivered to "
                     f"{result['recipients']:,} recipients in {result['seconds']:.1f} s = "
                     f"{result['achieved']:.1f}/s; achieved/configured "
                     f"{result['achieved'] / PAID_RATE:.3f}; 429s {result['429']}; "
-                    f"duplicates {result['duplicates']}",
+                    f"duplicates {result['duplicates']}; CPU per message: workers "
+                    f"{result['worker_ms']:.2f} ms, emulator {result['emulator_ms']:.2f} ms",
                     flush=True,
                 )
     finally:

@@ -213,6 +213,7 @@ class RedisRateLimiter:
         self._sleep = sleep
         self._interval_us = 1_000_000 / self.rate
         self._tolerance_us = self._interval_us * (self.burst - 1)
+        self._stale_after = max(self._tolerance_us, self._interval_us) / 1_000_000
 
     async def _eval(self, script: str, *args: float) -> Any:
         argv = [repr(float(arg)) for arg in args]
@@ -235,22 +236,33 @@ class RedisRateLimiter:
     async def _acquire_reserved(self) -> None:
         """With `batch` > 1: one Redis call reserves `batch` consecutive slots of the
         shared schedule, handed out here at their own moments (a fast fleet then makes
-        one Redis round trip per `batch` sends, not one per send)."""
+        one Redis round trip per `batch` sends, not one per send).
+
+        A slot more than the tolerance in the past is skipped: this process fell behind
+        its own reservation (a busy event loop, a descheduled process), and sending on
+        old slots would bunch up beyond the tolerance and meet flood control."""
         async with self._lock:
-            while not self._slots:
-                code, value = await self._eval(
-                    RESERVE_SCRIPT, self._interval_us, self._tolerance_us, self.batch,
-                    self._interval_us * self.batch * LOOKAHEAD_BATCHES,
-                )  # fmt: skip
-                if int(code) == 1:
-                    await self._sleep(int(value) / 1_000_000)
-                    continue
-                first = self._clock() + int(value) / 1_000_000
-                step = self._interval_us / 1_000_000
-                self._slots.extend(first + i * step for i in range(self.batch))
-            delay = self._slots.popleft() - self._clock()
-            if delay > 0:
-                await self._sleep(delay)
+            while True:
+                if not self._slots:
+                    await self._reserve()
+                delay = self._slots.popleft() - self._clock()
+                if delay >= -self._stale_after:
+                    break
+        if delay > 0:
+            await self._sleep(delay)
+
+    async def _reserve(self) -> None:
+        while True:
+            code, value = await self._eval(
+                RESERVE_SCRIPT, self._interval_us, self._tolerance_us, self.batch,
+                self._interval_us * self.batch * LOOKAHEAD_BATCHES,
+            )  # fmt: skip
+            if int(code) == 0:
+                break
+            await self._sleep(int(value) / 1_000_000)
+        first = self._clock() + int(value) / 1_000_000
+        step = self._interval_us / 1_000_000
+        self._slots.extend(first + i * step for i in range(self.batch))
 
     async def penalize(self, seconds: float) -> None:
         if seconds <= 0:
@@ -269,10 +281,10 @@ def broadcast_rate(settings: Settings) -> float:
 
 
 def broadcast_burst(rate: float) -> int:
-    """A small burst (20 ms worth of sends, at least 1) lets a sender that was late by a
+    """A small burst (10 ms worth of sends, at least 1) lets a sender that was late by a
     few milliseconds catch up, so the achieved rate stays at the configured one, while
-    staying far below Telegram's own tolerance (the emulator allows a burst of 30)."""
-    return max(1, int(rate / 50))
+    staying well below Telegram's own tolerance (the emulator allows a burst of 30)."""
+    return max(1, int(rate / 100))
 
 
 def create_rate_limiter(
