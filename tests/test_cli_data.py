@@ -113,3 +113,17 @@ def test_import_regions_if_empty_skips_a_loaded_table(cli_db: dict[str, str]) ->
     result = runner.invoke(app, ["import", "regions", "--if-empty"], env=cli_db)
     assert result.exit_code == 0, result.output
     assert "already loaded" in result.output
+
+
+def test_problems_beyond_those_kept_are_counted(
+    cli_db: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.services import imports
+
+    monkeypatch.setattr(imports, "MAX_ERRORS", 5)  # a report keeps the first problems only
+    people = tmp_path / "people.csv"
+    people.write_text("\n".join([B_HEADER, *[RANI.replace("3273", "9973")] * 8]) + "\n")
+    result = runner.invoke(app, ["import", "beneficiaries", str(people)], env=cli_db)
+    assert result.exit_code == 1
+    assert "nothing imported, 8 problem(s)" in result.output
+    assert "... and 3 more." in result.output

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.services import wallet
+from bot.services import imports, wallet
 from bot.services.identity import Hasher
 from bot.services.imports import (
     BENEFICIARY_COLUMNS,
@@ -494,8 +494,12 @@ async def test_nik_known_only_later_in_the_file_is_not_enough(
 
 
 async def test_large_file_is_written_in_batches(
-    sessionmaker: async_sessionmaker[AsyncSession], session: AsyncSession
+    sessionmaker: async_sessionmaker[AsyncSession],
+    session: AsyncSession,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(imports, "STAGE_BATCH", 1000)
+
     def person(n: int) -> dict[str, str]:
         return {
             "nik": f"3204101501900{n:03d}"[:12] + f"{n:04d}",

@@ -96,15 +96,16 @@ def print_report(console: Console, report: ImportReport, what: str) -> None:
             f"{report.unchanged} unchanged."
         )
         return
-    table = Table(title=f"{what}: nothing imported, {len(report.errors)} problem(s)")
+    table = Table(title=f"{what}: nothing imported, {report.error_count} problem(s)")
     table.add_column("line", justify="right")
     table.add_column("column")
     table.add_column("reason")
-    for error in report.errors[:MAX_ERRORS_SHOWN]:
+    shown = report.errors[:MAX_ERRORS_SHOWN]
+    for error in shown:
         table.add_row(str(error.line), error.column or "", error.reason)
     console.print(table)
-    if len(report.errors) > MAX_ERRORS_SHOWN:
-        console.print(f"... and {len(report.errors) - MAX_ERRORS_SHOWN} more.")
+    if report.error_count > len(shown):
+        console.print(f"... and {report.error_count - len(shown)} more.")
     raise typer.Exit(code=1)
 
 
