@@ -1,7 +1,7 @@
 """Serve the Bot API emulator in its own process (so benchmarks do not share a core).
 
     .venv/bin/python -m bench.emulator_server --port 18090 [--global-rate 1000]
-        [--no-limits]
+        [--no-limits] [--no-event-log]
 
 Prints `ready <base url>` once listening; stops on SIGTERM or SIGINT.
 """
@@ -25,6 +25,7 @@ async def serve(args: argparse.Namespace) -> None:
         global_burst=args.global_burst,
         per_chat_rate=None,
         max_long_poll=args.max_long_poll,
+        event_log=not args.no_event_log,
     )
     url = await emulator.start(args.host, args.port)
     print(f"ready {url}", flush=True)
@@ -44,6 +45,9 @@ def main() -> None:
     parser.add_argument("--global-burst", type=float, default=30.0)
     parser.add_argument("--max-long-poll", type=float, default=50.0)
     parser.add_argument("--no-limits", action="store_true")
+    parser.add_argument(
+        "--no-event-log", action="store_true", help="no per-call log (only /control/stats)"
+    )
     asyncio.run(serve(parser.parse_args()))
 
 

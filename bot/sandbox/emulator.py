@@ -918,6 +918,7 @@ class BotApiEmulator:
         per_chat_rate: float | None = 3.0,
         per_chat_burst: float = 50.0,
         max_long_poll: float = 50.0,
+        event_log: bool = True,
         webhook_timeout: float = 10.0,
     ) -> None:
         bot_id, sep, secret = token.partition(":")
@@ -928,6 +929,9 @@ class BotApiEmulator:
         self.bot_username = bot_username
         self.bot_first_name = bot_first_name
         self.max_long_poll = max_long_poll
+        # The per-call event log (GET /control/events) costs CPU per call; a benchmark
+        # that reads only /control/stats switches it off.
+        self.event_log = event_log
         self.webhook_timeout = webhook_timeout
         self.limiter = RateLimiter(
             RateLimits(rate_limits, global_rate, global_burst, per_chat_rate, per_chat_burst)
@@ -1113,6 +1117,8 @@ class BotApiEmulator:
 
     def _log_call(self, call: Call, error: ApiError | None) -> None:
         """Append a call to the event log (successful getUpdates calls are left out)."""
+        if not self.event_log:
+            return
         if call.method == "getUpdates" and error is None:
             return
         chat_id = (
