@@ -52,6 +52,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bench.redemption import ensure_database
 from bot.db import create_engine, create_sessionmaker, upgrade_database
 from bot.services import status
 from bot.services.identity import Hasher
@@ -159,27 +160,6 @@ def generate_money(people: Path, path: Path, months: int) -> int:
 
 # ---------------------------------------------------------------------------
 # Database
-
-
-async def ensure_database(url: str) -> None:
-    """CREATE DATABASE when missing, through a maintenance connection to `postgres`."""
-    target = make_url(url)
-    connection = await asyncpg.connect(
-        host=target.host or "127.0.0.1",
-        port=target.port or 5432,
-        user=target.username,
-        password=target.password,
-        database="postgres",
-    )
-    try:
-        exists = await connection.fetchval(
-            "SELECT 1 FROM pg_database WHERE datname = $1", target.database
-        )
-        if not exists:
-            await connection.execute(f'CREATE DATABASE "{target.database}"')
-            print(f"created database {target.database}")
-    finally:
-        await connection.close()
 
 
 async def reset(engine: AsyncEngine) -> None:
