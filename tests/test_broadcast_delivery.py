@@ -63,6 +63,15 @@ class Delivery:
             )  # fmt: skip
         return broadcast.id
 
+    async def broadcast_to(self, group: Group) -> int:
+        """Register the group in the database and the emulator, create a broadcast to all
+        KPM and start the emulator's counts afresh; returns the broadcast's id."""
+        await populate(self.sessionmaker, group)  # type: ignore[arg-type]
+        await add_emulator_users(self.client, group)
+        broadcast_id = await self.broadcast()
+        await self.client.reset_stats()
+        return broadcast_id
+
     async def status(self, broadcast_id: int) -> str:
         async with self.sessionmaker() as session:  # type: ignore[operator]
             return (await session.get(Broadcast, broadcast_id)).status  # type: ignore[union-attr]
@@ -127,10 +136,7 @@ async def test_five_thousand_recipients_at_the_configured_rate_without_a_single_
     delivery: Delivery,
 ) -> None:
     group = Group(first_id=1_000_001, count=5000, village_prefix="32.04")
-    await populate(delivery.sessionmaker, group)  # type: ignore[arg-type]
-    await add_emulator_users(delivery.client, group)
-    broadcast_id = await delivery.broadcast()
-    await delivery.client.reset_stats()
+    broadcast_id = await delivery.broadcast_to(group)
     await _run(delivery.engine(), until=broadcast_id, delivery=delivery)
 
     calls = await delivery.copy_calls()
@@ -150,10 +156,7 @@ async def test_five_thousand_recipients_at_the_configured_rate_without_a_single_
 
 async def test_a_429_pauses_the_whole_fleet_which_then_finishes(delivery: Delivery) -> None:
     group = Group(first_id=2_000_001, count=1200, village_prefix="32.04")
-    await populate(delivery.sessionmaker, group)  # type: ignore[arg-type]
-    await add_emulator_users(delivery.client, group)
-    broadcast_id = await delivery.broadcast()
-    await delivery.client.reset_stats()
+    broadcast_id = await delivery.broadcast_to(group)
     engines = [delivery.engine(), delivery.engine()]
     if not delivery.settings.redis_url:  # in one process the fleet shares one limiter
         engines[1].limiter = engines[0].limiter
@@ -253,10 +256,7 @@ async def test_failures_are_retried_with_backoff_then_recorded(delivery: Deliver
 @pytest.mark.skipif(not os.environ.get("TEST_REDIS_URL"), reason="needs Redis (CI has it)")
 async def test_two_workers_share_one_limit_through_redis(delivery: Delivery) -> None:
     group = Group(first_id=5_000_001, count=1500, village_prefix="32.04")
-    await populate(delivery.sessionmaker, group)  # type: ignore[arg-type]
-    await add_emulator_users(delivery.client, group)
-    broadcast_id = await delivery.broadcast()
-    await delivery.client.reset_stats()
+    broadcast_id = await delivery.broadcast_to(group)
     await _run(delivery.engine(), delivery.engine(), until=broadcast_id, delivery=delivery)
     assert await delivery.copy_calls() == {"200": 1500}
     span = (await delivery.client.stats())["ok_span_seconds"]["copyMessage"]
@@ -272,10 +272,7 @@ async def test_a_killed_worker_process_is_taken_over_without_duplicates(
     its chunks over when their leases run out. Every recipient gets the message; only
     those in flight at the kill may get it twice, and the test reports how many."""
     group = Group(first_id=6_000_001, count=2500, village_prefix="32.04")
-    await populate(delivery.sessionmaker, group)  # type: ignore[arg-type]
-    await add_emulator_users(delivery.client, group)
-    broadcast_id = await delivery.broadcast()
-    await delivery.client.reset_stats()
+    broadcast_id = await delivery.broadcast_to(group)
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -355,10 +352,7 @@ async def test_pause_stops_the_fleet_within_seconds_and_resume_finishes_exactly_
     delivery: Delivery,
 ) -> None:
     group = Group(first_id=7_000_001, count=1500, village_prefix="32.04")
-    await populate(delivery.sessionmaker, group)  # type: ignore[arg-type]
-    await add_emulator_users(delivery.client, group)
-    broadcast_id = await delivery.broadcast()
-    await delivery.client.reset_stats()
+    broadcast_id = await delivery.broadcast_to(group)
     engine = delivery.engine()
     stop = asyncio.Event()
     task = asyncio.create_task(engine.run(stop))
@@ -391,10 +385,7 @@ async def test_a_429_longer_than_the_lease_causes_no_takeover_and_no_duplicate(
     delivery: Delivery,
 ) -> None:
     group = Group(first_id=8_000_001, count=300, village_prefix="32.04")
-    await populate(delivery.sessionmaker, group)  # type: ignore[arg-type]
-    await add_emulator_users(delivery.client, group)
-    broadcast_id = await delivery.broadcast()
-    await delivery.client.reset_stats()
+    broadcast_id = await delivery.broadcast_to(group)
     await delivery.client.faults(429, count=1, retry_after=4, methods=["copyMessage"])
     engines = [delivery.engine(broadcast_lease_seconds=1.5) for _ in range(2)]
     if not delivery.settings.redis_url:
