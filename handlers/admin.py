@@ -21,16 +21,11 @@ from bot.formatting import local_datetime, money
 from bot.keyboards import AdminDisputeCB, AdminOutcomeCB
 from bot.services import audit, invites, napza, shopping, stats
 from bot.services.ewarongs import get_ewarong
-from bot.services.regions import region_name
+from bot.services.regions import in_scope, region_name
 from bot.services.shopping import ReversalResult
 from handlers.napza_notify import announce_closed
 from handlers.states import ReversalFlow
 from models import Account, Redemption
-
-
-def in_scope(scope: str, region_code: str) -> bool:
-    """A national admin (scope "") sees everything; a regional one only its prefix."""
-    return not scope or region_code.startswith(scope)
 
 
 async def _ewarong_in_scope(session: AsyncSession, code: str, scope: str) -> bool:

@@ -25,7 +25,7 @@ from bot.keyboards import BroadcastCB, ComposeCB
 from bot.services import broadcasts
 from bot.services.accounts import SUPPORTED_LOCALES
 from bot.services.broadcasts import Action, Audience
-from bot.services.regions import region_name, timezone_for, zone_abbreviation
+from bot.services.regions import in_scope, region_name, timezone_for, zone_abbreviation
 from handlers.broadcast_notify import progress_text
 from handlers.states import BroadcastFlow
 from models import Account
@@ -117,7 +117,7 @@ async def region_typed(
             _("That is not a region code. Region codes look like 32, 32.04 or 32.04.01.")
         )
         return
-    if not code.startswith(admin_scope) or await region_name(session, code) is None:
+    if not in_scope(admin_scope, code) or await region_name(session, code) is None:
         await message.answer(_("That region is not in your area. Type a code inside it."))
         return
     await _ask_language(message, state, code)
@@ -275,7 +275,7 @@ async def _store(
 ) -> None:
     data = await state.get_data()
     audience = _audience(data)
-    if not audience.region_prefix.startswith(admin_scope):  # the scope changed meanwhile
+    if not in_scope(admin_scope, audience.region_prefix):  # the scope changed meanwhile
         await state.clear()
         await message.answer(_("That region is not in your area. Type a code inside it."))
         return

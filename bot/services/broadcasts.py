@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.services import audit
 from bot.services.accounts import SUPPORTED_LOCALES
+from bot.services.regions import in_scope
 from models import (
     Account,
     AccountRole,
@@ -120,11 +121,6 @@ class Progress:
         if rate <= 0:
             return None
         return max(self.recipients - self.handled, 0) / rate
-
-
-def in_scope(scope: str, prefix: str) -> bool:
-    """Whether a region prefix lies inside an admin's scope ("" = national)."""
-    return prefix.startswith(scope)
 
 
 def effective_locale() -> ColumnElement[str]:

@@ -91,6 +91,12 @@ def _zone_name(region_code: str | None) -> str:
     return PROVINCE_ZONES.get((region_code or "")[:2], WIB)
 
 
+def in_scope(scope: str, region_code: str) -> bool:
+    """Whether a region code (or prefix) lies inside an admin's scope: a national admin
+    (scope "") sees everything, a regional one only codes under its prefix."""
+    return region_code.startswith(scope)
+
+
 def timezone_for(region_code: str | None) -> ZoneInfo:
     """The time zone of the province a region code belongs to (WIB when unknown)."""
     return ZoneInfo(_zone_name(region_code))
