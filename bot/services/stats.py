@@ -4,7 +4,7 @@ the admin's scope (a region prefix; "" = national). Counts only: no names or NIK
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, time
 
 from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -136,7 +136,3 @@ async def open_referrals(session: AsyncSession) -> int:
         await session.scalar(select(func.count()).where(HelpRequest.status.in_(OPEN_REFERRALS)))
         or 0
     )
-
-
-def since(now: datetime, moment: datetime) -> timedelta:
-    return max(now - moment, timedelta(0))
