@@ -1006,8 +1006,7 @@ class BotApiEmulator:
         self._webhook: Webhook | None = None
         self.limiter.configure()
         self.faults.rules.clear()
-        if hasattr(self, "stats"):
-            self.stats.reset()
+        self.stats.reset()
         self._signal.notify()
         self._publish({"type": "reset"})
 
