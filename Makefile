@@ -42,15 +42,20 @@ audit: install
 ## Without BOT_TOKEN: the local sandbox (emulator + real bot + web chat) on
 ## http://127.0.0.1:8080 with demo data in ./sandbox.db.
 ## (BOT_TOKEN may also come from .env: the settings decide, not make.)
+## The probe exits 0 with a token, 3 without; a setting that cannot be read prints one
+## line naming it and exits 2, and then nothing starts.
 run: install
-	@if $(BIN)/python -c "import sys; from bot.settings import Settings; \
-		sys.exit(0 if Settings().bot_token else 1)"; then \
+	@$(BIN)/python -c "import sys; from bot.settings import load_settings; \
+		sys.exit(0 if load_settings().bot_token else 3)"; probe=$$?; \
+	if [ $$probe -eq 0 ]; then \
 		$(BIN)/bansos-bot db upgrade && \
 		$(BIN)/bansos-bot import regions --if-empty && \
 		exec $(BIN)/bansos-bot run; \
-	else \
+	elif [ $$probe -eq 3 ]; then \
 		echo "No BOT_TOKEN: starting the local sandbox (see README)."; \
 		exec $(BIN)/bansos-bot sandbox; \
+	else \
+		exit $$probe; \
 	fi
 
 ## The whole suite: SQLite + memory by default; PostgreSQL + Redis when

@@ -68,6 +68,8 @@ BASKETS = (
     (BasketLine("total", 1, 47_500),),
 )  # at most Rp53.000: four months of credit outlast 11 rounds and the warm-up
 CODE_EVERY = 5  # every 5th family is served by KKS number (agent-attested), the rest by code
+KKS_MONTH = "2026-05"
+KKS_CAP = 10**6
 
 
 @dataclass(frozen=True)
@@ -221,6 +223,10 @@ async def plan_round(
             lines=BASKETS[n % len(BASKETS)],
             shopping_code_id=code_ids.get(i),
             agent_attested=i not in code_ids,
+            # Card sales (no code) under a cap they never reach: the cap's check is measured,
+            # not its refusals.
+            kks_month=KKS_MONTH,
+            kks_cap=KKS_CAP,
         )
         per_agent[agent].append(Job(i, draft))
     return per_agent

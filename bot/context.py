@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.kv import KeyValueStore
 from bot.services.identity import Hasher
-from bot.services.lockout import Lockout
+from bot.services.lockout import FailureGuard
 from bot.settings import Settings
 
 
@@ -27,8 +27,10 @@ class AppContext:
     sessionmaker: async_sessionmaker[AsyncSession]
     store: KeyValueStore
     hasher: Hasher
-    link_lockout: Lockout
-    code_lockout: Lockout
+    # Failed links, per Telegram account and per NIK; wrong shopping codes and KKS
+    # numbers, per agent and per e-Warong; each under a country-wide ceiling a minute.
+    link_guard: FailureGuard
+    code_guard: FailureGuard
     province_codes: frozenset[str]
     clock: Callable[[], datetime] = field(default=utc_now)
 

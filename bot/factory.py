@@ -30,7 +30,7 @@ from bot.middlewares.throttle import ThrottleMiddleware
 from bot.retry import RetryMiddleware
 from bot.services import accounts
 from bot.services.identity import Hasher
-from bot.services.lockout import Lockout
+from bot.services.lockout import Ceiling, FailureGuard, Lockout
 from bot.services.regions import RegionDirectory
 from bot.settings import Settings
 from handlers import all_routers
@@ -61,9 +61,10 @@ def _redis(settings: Settings) -> Redis | None:
 
 
 def create_storage(settings: Settings) -> tuple[BaseStorage, BaseEventIsolation]:
-    """FSM storage and event isolation: Redis when configured, else in process memory."""
+    """FSM storage and event isolation: Redis when configured (state and data expire after
+    FSM_TTL_SECONDS), else in process memory."""
     if settings.redis_url:
-        return redis_fsm(settings.redis_url)
+        return redis_fsm(settings.redis_url, settings.fsm_ttl_seconds)
     return MemoryStorage(), SimpleEventIsolation()
 
 
@@ -88,13 +89,33 @@ async def create_context(settings: Settings) -> AppContext:
         sessionmaker=sessionmaker,
         store=store,
         hasher=Hasher(settings.resolved_secret_key()),
-        link_lockout=Lockout(
-            store, "link", settings.link_max_failures, settings.link_lockout_seconds
-        ),
-        code_lockout=Lockout(
-            store, "code", settings.code_max_failures, settings.code_lockout_seconds
-        ),
+        link_guard=link_guard(store, settings),
+        code_guard=code_guard(store, settings),
         province_codes=regions.province_codes,
+    )
+
+
+def link_guard(store: KeyValueStore, settings: Settings) -> FailureGuard:
+    """Failed account links: per Telegram account, per NIK, and a ceiling a minute."""
+    seconds = settings.link_lockout_seconds
+    return FailureGuard(
+        {
+            "account": Lockout(store, "link", settings.link_max_failures, seconds),
+            "nik": Lockout(store, "link-nik", settings.link_nik_max_failures, seconds),
+        },
+        Ceiling(store, "link", settings.link_failures_per_minute),
+    )
+
+
+def code_guard(store: KeyValueStore, settings: Settings) -> FailureGuard:
+    """Wrong shopping codes and KKS lookups: per agent, per e-Warong, and a ceiling."""
+    seconds = settings.code_lockout_seconds
+    return FailureGuard(
+        {
+            "agent": Lockout(store, "code", settings.code_max_failures, seconds),
+            "ewarong": Lockout(store, "code-ewarong", settings.code_ewarong_max_failures, seconds),
+        },
+        Ceiling(store, "code", settings.code_failures_per_minute),
     )
 
 
@@ -107,11 +128,13 @@ def create_dispatcher(ctx: AppContext) -> Dispatcher:
         MetricsMiddleware(),
         PrivateChatsOnlyMiddleware(),
         UpdateDedupMiddleware(ctx.store),
+        ThrottleMiddleware(
+            ctx.store, ctx.settings.throttle_burst, ctx.settings.throttle_window, i18n
+        ),
         DbSessionMiddleware(ctx.sessionmaker),
         AccountMiddleware(),
         AccountI18nMiddleware(i18n),
         ErrorReplyMiddleware(),
-        ThrottleMiddleware(ctx.store, ctx.settings.throttle_burst, ctx.settings.throttle_window),
     ):
         dp.update.outer_middleware(middleware)
     dp.include_routers(*all_routers())

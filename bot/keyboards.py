@@ -43,6 +43,10 @@ class ConfirmCB(CallbackData, prefix="rdm"):
     key: str  # the draft's idempotency key
 
 
+class AttestCB(CallbackData, prefix="att"):
+    token: str  # must equal the token kept in the FSM for this attestation
+
+
 class DisputeCB(CallbackData, prefix="dsp"):
     redemption: RowId
 
@@ -241,6 +245,19 @@ def confirm_redemption(key: str) -> InlineKeyboardMarkup:
     )
 
 
+def attest_presence(token: str) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=_("Holder is here, KTP checked"),
+                    callback_data=AttestCB(token=token).pack(),
+                )
+            ]
+        ]
+    )
+
+
 def dispute_button(redemption_id: int) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(
         inline_keyboard=[
@@ -281,9 +298,12 @@ def admin_dispute(redemption_id: int) -> InlineKeyboardMarkup:
 
 
 def share_phone() -> ReplyKeyboardMarkup:
+    """The contact button (Telegram vouches for the number), and the way in for families
+    without a phone in the registry: an activation code."""
     return ReplyKeyboardMarkup(
         keyboard=[
             [KeyboardButton(text=str(texts.BTN_SHARE_PHONE), request_contact=True)],
+            [KeyboardButton(text=str(texts.BTN_ACTIVATION_CODE))],
             [KeyboardButton(text=str(texts.BTN_CANCEL))],
         ],
         resize_keyboard=True,

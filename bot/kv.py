@@ -69,9 +69,16 @@ def connect_redis(url: str) -> Redis:
     return Redis(connection_pool=pool)
 
 
-def redis_fsm(url: str) -> tuple[RedisStorage, ResilientRedisEventIsolation]:
-    """aiogram's FSM storage and event isolation on Redis, with the same timeouts."""
-    storage = RedisStorage(redis=connect_redis(url))
+def redis_fsm(
+    url: str, ttl_seconds: int | None = None
+) -> tuple[RedisStorage, ResilientRedisEventIsolation]:
+    """aiogram's FSM storage and event isolation on Redis, with the same timeouts.
+
+    With `ttl_seconds` (FSM_TTL_SECONDS) every write of a conversation's state or data
+    (a Napza note typed and then abandoned, say) expires that long after it was made;
+    without it they stay until the conversation ends."""
+    ttl = ttl_seconds if ttl_seconds and ttl_seconds > 0 else None
+    storage = RedisStorage(redis=connect_redis(url), state_ttl=ttl, data_ttl=ttl)
     isolation = ResilientRedisEventIsolation(
         storage.redis,
         storage.key_builder,

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 COMMANDS = ("start", "status", "kode", "napza", "tiket", "bantuan", "bahasa", "batal")
 ADMIN_COMMANDS = (
     "siaran", "statistik", "rujukan", "sengketa", "undang_agen", "undang_mitra", "hapus_agen",
+    "hapus_mitra", "hapus_admin", "nonaktif_ewarong", "nonaktif_mitra",
 )  # fmt: skip
 STARTUP_ADMIN_MENUS = 500  # more admins get their menu at their next /start
 
@@ -47,6 +48,10 @@ def _descriptions() -> dict[str, str]:
         "undang_agen": _("Invite an e-Warong agent"),
         "undang_mitra": _("Invite partner staff"),
         "hapus_agen": _("Remove an agent"),
+        "hapus_mitra": _("Remove partner staff"),
+        "hapus_admin": _("Remove an admin"),
+        "nonaktif_ewarong": _("Deactivate an e-Warong"),
+        "nonaktif_mitra": _("Deactivate a partner organisation"),
     }
 
 

@@ -51,15 +51,39 @@ class JsonLogFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+# Database drivers and SQLAlchemy's engine/pool loggers print SQL with its bound
+# parameters (aiosqlite at DEBUG: the Napza note, relayed chat, NIK hashes) or result
+# rows. They stay at WARNING whatever LOG_LEVEL is; only their warnings and errors,
+# which carry no parameters, are kept.
+QUIET_LOGGERS = ("aiosqlite", "asyncpg", "sqlalchemy.engine", "sqlalchemy.pool")
+QUIET_LEVEL = logging.WARNING
+
+
+class QuietDriversFilter(logging.Filter):
+    """Drops records below WARNING from the database loggers, in case something (a
+    library, a debugging session) lowered their level again after configure_logging."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= QUIET_LEVEL:
+            return True
+        return not any(
+            record.name == name or record.name.startswith(name + ".") for name in QUIET_LOGGERS
+        )
+
+
 def configure_logging(level: int = logging.INFO, log_format: str | None = None) -> None:
-    """Text lines by default; JSON lines with LOG_FORMAT=json."""
+    """Text lines by default; JSON lines with LOG_FORMAT=json. The database loggers
+    (QUIET_LOGGERS) never log below WARNING, at any level, on every dialect."""
     fmt = log_format or os.environ.get("LOG_FORMAT", "text")
     handler = logging.StreamHandler()
     if fmt.lower() == "json":
         handler.setFormatter(JsonLogFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(QuietDriversFilter())
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(QUIET_LEVEL)
 
 
 async def prepare_database(settings: Settings) -> None:
@@ -73,16 +97,23 @@ def start_embedded_worker(
 ) -> tuple[asyncio.Task[None], asyncio.Event]:
     """The worker (broadcast delivery; SLA expiry, escalation, purge) inside this process,
     on ctx's clock."""
-    from bot.worker import make_broadcast_engine, make_notify, run_engine, run_worker
+    from bot.worker import (
+        make_broadcast_engine,
+        make_notify,
+        make_outbox,
+        run_engine,
+        run_worker,
+    )
 
     stop = asyncio.Event()
     i18n = dp.workflow_data["i18n"]
     notify = make_notify(bot, i18n, ctx.sessionmaker)
+    outbox = make_outbox(bot, i18n, ctx.sessionmaker)
     engine = make_broadcast_engine(ctx.sessionmaker, ctx.settings, bot, i18n, ctx.now)
 
     async def both() -> None:
         await asyncio.gather(
-            run_worker(ctx.sessionmaker, notify, ctx.settings, ctx.now, stop),
+            run_worker(ctx.sessionmaker, notify, ctx.settings, ctx.now, stop, outbox),
             run_engine(engine, stop),
         )
 

@@ -7,10 +7,13 @@ import os
 import re
 import secrets
 import stat
+import sys
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
 from sqlalchemy.engine import make_url
 
 log = logging.getLogger(__name__)
@@ -23,6 +26,8 @@ SECRET_KEY_MIN_LENGTH = 32
 # Telegram's rule for a webhook's secret_token is 1-256 of A-Z a-z 0-9 _ -; we ask for 32+.
 WEBHOOK_SECRET_RE = re.compile(r"^[A-Za-z0-9_-]{32,256}$")
 GENERATE_SECRET = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+# Telegram user ids have at most 52 significant bits: 16 digits at most.
+TELEGRAM_ID_RE = re.compile(r"^[0-9]{1,16}$")
 
 
 class ConfigurationError(SystemExit):
@@ -33,8 +38,22 @@ class ConfigurationError(SystemExit):
     """
 
 
+class InvalidSetting(ConfigurationError):
+    """A setting whose value has the wrong form (`WEBHOOK_PORT=x`): status 2, like a bad
+    command-line option. `load_settings` prints `message` (one line) before raising it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    # env_ignore_empty: `NAME=` (as docker-compose passes an unset variable, and as
+    # .env.example shows them) means not set, so the default applies.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_ignore_empty=True)
 
     # repr=False: secrets (and URLs that may hold passwords) stay out of reprs and tracebacks.
     bot_token: str | None = Field(default=None, repr=False)
@@ -42,7 +61,8 @@ class Settings(BaseSettings):
     database_url: str = Field(default=DEFAULT_DATABASE_URL, repr=False)
     redis_url: str | None = Field(default=None, repr=False)
     secret_key: str | None = Field(default=None, repr=False)
-    admin_ids: list[int] = Field(default_factory=list)
+    # NoDecode: the environment gives `1,2` (split below), not JSON.
+    admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
 
     webhook_url: str | None = None
     webhook_secret: str | None = Field(default=None, repr=False)
@@ -63,12 +83,25 @@ class Settings(BaseSettings):
     # Per-user throttling: at most `throttle_burst` updates in `throttle_window` seconds.
     throttle_burst: int = 15
     throttle_window: float = 5.0
-    # Account linking lockout.
+    # Account linking lockout: failures per Telegram account and per NIK (whichever
+    # accounts typed it) within `link_lockout_seconds`, and a ceiling of failed links per
+    # minute across everyone (a flood of new accounts is an attack: linking pauses).
     link_max_failures: int = 5
+    link_nik_max_failures: int = 5
     link_lockout_seconds: int = 3600
-    # Wrong shopping codes typed by an agent before a lockout.
+    link_failures_per_minute: int = 120
+    # One-time activation codes for families without a phone in the registry.
+    activation_code_days: int = 30
+    # Wrong shopping codes or KKS numbers: per agent, per e-Warong (all its agents) within
+    # `code_lockout_seconds`, and per minute across the country.
     code_max_failures: int = 5
+    code_ewarong_max_failures: int = 20
     code_lockout_seconds: int = 900
+    code_failures_per_minute: int = 200
+    # Redemptions by KKS card number alone (no Telegram code) per family per month.
+    kks_redemptions_per_month: int = 2
+    # FSM state and data of an abandoned conversation expire after this long (Redis).
+    fsm_ttl_seconds: int = 86400
 
     # Napza help requests: how long a partner has to accept before the next one is asked,
     # and how long a closed request keeps its note and relayed chat.
@@ -83,8 +116,13 @@ class Settings(BaseSettings):
     @field_validator("admin_ids", mode="before")
     @classmethod
     def _split_ids(cls, value: object) -> object:
+        """`1,2`, `1;2`, `1 2` or `[1, 2]`; blank means none."""
         if isinstance(value, str):
-            return [int(part) for part in value.replace(";", ",").split(",") if part.strip()]
+            text = value.strip().removeprefix("[").removesuffix("]")
+            parts = [part for part in re.split(r"[,;\s]+", text) if part]
+            if not all(TELEGRAM_ID_RE.match(part) and int(part) > 0 for part in parts):
+                raise ValueError("not Telegram user ids")
+            return [int(part) for part in parts]
         if isinstance(value, int):
             return [value]
         return value
@@ -204,3 +242,56 @@ class Settings(BaseSettings):
                 " hashes made under that key no longer match",
                 self.secret_file,
             )
+
+
+# What a setting of each kind must look like, for the one-line message of `load_settings`.
+EXPECTED_BY_FIELD = {"admin_ids": "Telegram user ids separated by commas"}
+EXPECTED_BY_ERROR = {
+    "int_parsing": "a whole number",
+    "int_from_float": "a whole number",
+    "int_type": "a whole number",
+    "float_parsing": "a number",
+    "float_type": "a number",
+    "bool_parsing": "true or false",
+    "bool_type": "true or false",
+}
+SHOWN_VALUE_MAX = 40
+
+
+def _shown_value(name: str, value: object) -> str:
+    """`got '...'` for a refused value; secrets (fields with repr=False) are never shown."""
+    field = Settings.model_fields.get(name)
+    if field is not None and not field.repr:
+        return "value not shown"
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) > SHOWN_VALUE_MAX:
+        text = text[:SHOWN_VALUE_MAX] + "..."
+    return f"got {text!r}"
+
+
+def describe_settings_error(error: ValidationError | SourceError) -> str:
+    """One line naming each refused environment variable and what it must be."""
+    if isinstance(error, SourceError):  # a value pydantic-settings could not even decode
+        found = re.search(r'field "(\w+)"', str(error))
+        name = found.group(1).upper() if found else "a setting"
+        return f"{name} cannot be read from the environment or .env"
+    problems = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else ""
+        expected = EXPECTED_BY_FIELD.get(field) or EXPECTED_BY_ERROR.get(item["type"])
+        rule = f"must be {expected}" if expected else f"is not valid ({item['msg']})"
+        problems.append(f"{field.upper()} {rule} ({_shown_value(field, item.get('input'))})")
+    return "; ".join(problems)
+
+
+def load_settings(**values: Any) -> Settings:
+    """The settings from the environment and .env (and `values`), for every entry point.
+
+    A value of the wrong form (`ADMIN_IDS=abc`, `WEBHOOK_PORT=x`) stops the process
+    with one line on stderr naming the variable, and status 2: never a traceback."""
+    try:
+        return Settings(**values)
+    except (ValidationError, SourceError) as error:
+        message = describe_settings_error(error)
+    print(f"Configuration error: {message}", file=sys.stderr, flush=True)
+    raise InvalidSetting(message)

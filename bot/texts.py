@@ -15,6 +15,7 @@ BTN_ERASE = __("Delete my data")
 BTN_HELP = __("Help")
 BTN_LANGUAGE = __("Language")
 BTN_SHARE_PHONE = __("Share my phone number")
+BTN_ACTIVATION_CODE = __("I have an activation code")
 BTN_CANCEL = __("Cancel")
 BTN_SHOPPING_CODE = __("Shopping code")
 BTN_NEARBY = __("Nearest e-Warong")
@@ -93,6 +94,8 @@ OUTCOME_NAMES = {
     "rawat_inap": __("Inpatient care (rawat inap)"),
     "tidak_dapat_dihubungi": __("Could not be reached"),
     "selesai": __("Completed (selesai)"),
+    # Set by retention on a case nobody touched for NAPZA_RETENTION_DAYS; not a button.
+    "tidak_ada_aktivitas": __("Closed for lack of activity"),
 }
 REQUEST_STATUS_NAMES = {
     "routing": __("waiting for a partner organisation"),

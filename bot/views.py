@@ -11,6 +11,7 @@ from html import escape
 from typing import Any
 
 from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import lazy_gettext as __
 
 from bot import texts
 from bot.formatting import local_datetime, long_date, money, month_name
@@ -42,10 +43,11 @@ def help_text(is_agent: bool = False, is_admin: bool = False, is_partner: bool =
         _(
             "<b>Menu</b>\n"
             "• <b>{link}</b>: connect this Telegram account to your family's KPM data. "
-            "You share your phone number with the button, then type your NIK and birth date.\n"
+            "You share your phone number with the button, then type your NIK and birth date "
+            "(no phone in your KPM data: NIK and an activation code from your pendamping).\n"
             "• <b>{status}</b>: your PKH components, each stage (tahap) this year, and your "
             "BPNT/Sembako month, balance and last transactions.\n"
-            "• <b>{code}</b>: a 6-digit code, valid 10 minutes, to show the e-Warong agent "
+            "• <b>{code}</b>: a 12-digit code, valid 10 minutes, to show the e-Warong agent "
             "when you buy food with BPNT.\n"
             "• <b>{nearby}</b>: share your location to see the 3 nearest e-Warongs.\n"
             "• <b>{lock}</b>: stop all BPNT purchases (a lost card) and allow them again.\n"
@@ -295,3 +297,43 @@ def day_report(report: DayReport, locale: str) -> str:
         )
     )
     return title + "\n" + "\n".join(rows)
+
+
+ROLE_NAMES = {
+    "agent": __("agent of e-Warong {scope}"),
+    "partner": __("staff of partner organisation {scope}"),
+    "admin": __("admin"),
+}
+
+
+def notice_text(kind: str, params: dict[str, Any]) -> str:
+    """The text of an outbox notice (`bot.services.outbox.NoticeKind`), in the current
+    locale; parameters are codes only."""
+    code = escape(str(params.get("code", "")))
+    if kind == "link_attempt":
+        return _(
+            "Someone just tried to link your KPM data to another Telegram account. It was "
+            "refused, and this account stays linked. If it was not you, keep your KTP and "
+            "KKS card safe; if you changed phones, ask your pendamping or the village office."
+        )
+    if kind == "unlinked":
+        return _(
+            "An officer has unlinked this Telegram account from your KPM data, and open "
+            "shopping codes are cancelled. Your aid is not affected. If you did not ask for "
+            "this, contact your pendamping or the village office."
+        )
+    if kind == "role_removed":
+        role = str(ROLE_NAMES.get(str(params.get("role")), ROLE_NAMES["admin"])).format(
+            scope=escape(str(params.get("scope", "")))
+        )
+        return _("You are no longer {role}. Your menu has changed; press /start.").format(role=role)
+    if kind == "ewarong_deactivated":
+        return _(
+            "e-Warong {code} has been deactivated: no transaction can be made there until an "
+            "admin activates it again."
+        ).format(code=code)
+    if kind == "partner_deactivated":
+        return _(
+            "Partner organisation {code} has been deactivated: it gets no new help requests."
+        ).format(code=code)
+    raise ValueError(f"unknown notice kind {kind!r}")

@@ -13,9 +13,11 @@ Each tick commits its routing changes first and only then notifies, so a
 notification is never sent for a change that was rolled back; a crash between
 the commit and the notification loses that notification (at most once).
 
-Purge runs on every tick: it only reads finished, not yet purged requests
-through the (status, closed_at) index, so it is cheap, and there is no
-"last purge" state to keep.
+Purge runs on every tick, after expiry: it closes open requests with no activity
+for NAPZA_RETENTION_DAYS ("tidak_ada_aktivitas") and drops the note and relayed
+chat of finished requests idle that long. It reads through the
+(status, last_activity_at) index, so it is cheap, and there is no "last purge"
+state to keep.
 
 This module never imports aiogram at import time; the chat layer supplies
 `notify` (or `run_worker_process` builds one from `handlers.napza_notify`).
@@ -43,6 +45,8 @@ log = logging.getLogger("bansos.worker")
 
 Notify = Callable[[Delivery], Awaitable[None]]
 Clock = Callable[[], datetime]
+# Sends the outbox's waiting notices (unlinked, removed, deactivated…); `bot.notices`.
+Outbox = Callable[[datetime], Awaitable[int]]
 MAX_BACKOFF_SECONDS = 300.0
 EXPIRE_BATCH = 100
 
@@ -92,6 +96,7 @@ async def run_worker(
     settings: Settings,
     clock: Clock,
     stop: asyncio.Event,
+    outbox: Outbox | None = None,
 ) -> None:
     """Tick every `worker_interval_seconds` until `stop` is set; never dies on an error.
 
@@ -118,6 +123,11 @@ async def run_worker(
                 log.warning(
                     "notify failed for request %s: %s", delivery.request.id, type(error).__name__
                 )
+        if outbox is not None:
+            try:
+                await outbox(clock())
+            except Exception as error:  # the notices wait for the next tick
+                log.warning("outbox delivery failed: %s", type(error).__name__)
         await _sleep_or_stop(stop, interval)
 
 
@@ -130,6 +140,16 @@ def make_notify(bot: Any, i18n: Any, sessionmaker: async_sessionmaker[AsyncSessi
             await send_deliveries(bot, i18n, session, [delivery])
 
     return notify
+
+
+def make_outbox(bot: Any, i18n: Any, sessionmaker: async_sessionmaker[AsyncSession]) -> Outbox:
+    """An `outbox` step that sends waiting notices with `bot.notices.deliver_outbox`."""
+    from bot.notices import deliver_outbox  # aiogram only when needed
+
+    async def outbox(now: datetime) -> int:
+        return await deliver_outbox(bot, i18n, sessionmaker, now)
+
+    return outbox
 
 
 def make_broadcast_engine(
@@ -188,8 +208,10 @@ async def run_worker_process(settings: Settings, stop: asyncio.Event | None = No
                 settings.metrics_port, sessionmaker, host=settings.webhook_host
             )
         log.info("worker started (every %ss)", settings.worker_interval_seconds)
+        outbox = make_outbox(bot, i18n, sessionmaker)
         await asyncio.gather(
-            run_worker(sessionmaker, notify, settings, utc_now, stop), run_engine(engine_, stop)
+            run_worker(sessionmaker, notify, settings, utc_now, stop, outbox),
+            run_engine(engine_, stop),
         )
     finally:
         if metrics_runner is not None:

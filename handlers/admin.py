@@ -19,9 +19,11 @@ from bot.context import AppContext
 from bot.filters import HasRole
 from bot.formatting import local_datetime, money
 from bot.keyboards import AdminDisputeCB, AdminOutcomeCB
-from bot.services import audit, invites, napza, shopping, stats
+from bot.menus import ADMIN_COMMANDS
+from bot.services import audit, invites, napza, revocation, shopping, stats
 from bot.services.ewarongs import get_ewarong
 from bot.services.regions import in_scope, region_name
+from bot.services.revocation import Revoked
 from bot.services.shopping import ReversalResult
 from handlers.napza_notify import announce_closed
 from handlers.states import ReversalFlow
@@ -90,6 +92,9 @@ async def dispute_action(
         if isinstance(query.message, Message) and query.message.text != text:
             await query.message.edit_text(text)
         return
+    if not await shopping.is_open_dispute(session, callback_data.redemption):
+        await query.answer(_("Only a disputed transaction can be reversed."), show_alert=True)
+        return
     await state.set_state(ReversalFlow.reason)
     await state.update_data(redemption=callback_data.redemption)
     await query.answer()
@@ -127,6 +132,9 @@ async def reversal_reason(
         ReversalResult.REVERSED: _("Transaction #{id} reversed; the money is back in the wallet."),
         ReversalResult.ALREADY: _("Transaction #{id} was already reversed."),
         ReversalResult.NOT_FOUND: _("Transaction #{id} does not exist."),
+        ReversalResult.NOT_DISPUTED: _(
+            "Transaction #{id} is not under an open dispute, so it cannot be reversed."
+        ),
     }[result].format(id=data["redemption"])
     await message.answer(text, reply_markup=keyboards.main_menu(account))
 
@@ -179,23 +187,109 @@ async def invite_staff(
     )
 
 
-async def remove_agent(
+def _revoked_text(result: Revoked, done: str) -> str:
+    return {
+        Revoked.DONE: done,
+        Revoked.UNCHANGED: _("Nothing changed: it already was so."),
+        Revoked.NOT_FOUND: _("Not found. Please check the Telegram id and the code."),
+        Revoked.OUT_OF_SCOPE: _("That is outside what you may manage."),
+    }[result]
+
+
+def _telegram_id(text: str) -> int | None:
+    return int(text) if text.isdecimal() and 0 < int(text) < 2**63 else None
+
+
+async def remove_member(
     message: Message,
     command: CommandObject,
     session: AsyncSession,
     account: Account,
     admin_scope: str,
+    ctx: AppContext,
 ) -> None:
+    """/hapus_agen TELEGRAM_ID E-WARONG-CODE or /hapus_mitra TELEGRAM_ID ORGANISATION-CODE"""
+    agent = command.command == "hapus_agen"
     parts = (command.args or "").split()
-    if len(parts) != 2 or not parts[0].isdecimal() or not 0 < int(parts[0]) < 2**63:
-        await message.answer(_("Usage: /hapus_agen TELEGRAM_ID E-WARONG-CODE"))
-        return
-    removed = await _ewarong_in_scope(session, parts[1], admin_scope) and (
-        await invites.remove_role(
-            session, int(parts[0]), "agent", parts[1], actor=account.telegram_id
+    target = _telegram_id(parts[0]) if len(parts) == 2 else None
+    if target is None:
+        await message.answer(
+            _("Usage: /hapus_agen TELEGRAM_ID E-WARONG-CODE")
+            if agent
+            else _("Usage: /hapus_mitra TELEGRAM_ID ORGANISATION-CODE")
         )
+        return
+    remove = revocation.remove_agent if agent else revocation.remove_staff
+    result = await remove(
+        session, target, parts[1], ctx.now(), actor=account.telegram_id, actor_scope=admin_scope
     )
-    await message.answer(_("Agent removed.") if removed else _("No such agent at that e-Warong."))
+    if agent and result is Revoked.NOT_FOUND:
+        await message.answer(_("No such agent at that e-Warong."))
+        return
+    done = _("Agent removed.") if agent else _("Staff member removed from the organisation.")
+    await message.answer(_revoked_text(result, done))
+
+
+async def remove_admin(
+    message: Message,
+    command: CommandObject,
+    session: AsyncSession,
+    account: Account,
+    admin_scope: str,
+    ctx: AppContext,
+) -> None:
+    """/hapus_admin TELEGRAM_ID [REGION-CODE]; without a code, the admin's only role."""
+    parts = (command.args or "").split()
+    target = _telegram_id(parts[0]) if len(parts) in (1, 2) else None
+    if target is None:
+        await message.answer(_("Usage: /hapus_admin TELEGRAM_ID [REGION-CODE]"))
+        return
+    scopes = await revocation.admin_scopes(session, target)
+    if len(parts) == 2:
+        scope: str | None = parts[1]
+    elif len(scopes) == 1:
+        scope = scopes[0]
+    else:
+        await message.answer(
+            _("That account has several admin roles: add the region code.")
+            if scopes
+            else _revoked_text(Revoked.NOT_FOUND, "")
+        )
+        return
+    result = await revocation.remove_admin(
+        session, target, scope, ctx.now(), actor=account.telegram_id, actor_scope=admin_scope
+    )
+    await message.answer(_revoked_text(result, _("Admin removed.")))
+
+
+async def deactivate(
+    message: Message,
+    command: CommandObject,
+    session: AsyncSession,
+    account: Account,
+    admin_scope: str,
+    ctx: AppContext,
+) -> None:
+    """/nonaktif_ewarong E-WARONG-CODE or /nonaktif_mitra ORGANISATION-CODE"""
+    code = (command.args or "").strip()
+    ewarong = command.command == "nonaktif_ewarong"
+    if not code or len(code) > 32 or " " in code:
+        await message.answer(
+            _("Usage: /nonaktif_ewarong E-WARONG-CODE")
+            if ewarong
+            else _("Usage: /nonaktif_mitra ORGANISATION-CODE")
+        )
+        return
+    switch = revocation.set_ewarong_active if ewarong else revocation.set_partner_active
+    result = await switch(
+        session, code, False, ctx.now(), actor=account.telegram_id, actor_scope=admin_scope
+    )
+    done = (
+        _("e-Warong {code} is deactivated: no transaction goes through there any more.")
+        if ewarong
+        else _("Partner organisation {code} is deactivated: it gets no new requests.")
+    ).format(code=escape(code))
+    await message.answer(_revoked_text(result, done))
 
 
 async def napza_outcome(
@@ -208,7 +302,7 @@ async def napza_outcome(
     i18n: I18n,
 ) -> None:
     """An escalated Napza request: the admin records what was arranged, which closes it."""
-    if callback_data.outcome not in napza.OUTCOMES or not 0 < callback_data.request < 2**63:
+    if callback_data.outcome not in napza.CHOSEN_OUTCOMES or not 0 < callback_data.request < 2**63:
         await query.answer(_("This button is no longer valid."), show_alert=True)
         return
     request = await napza.close_escalated(
@@ -298,6 +392,7 @@ async def pending_referrals(
                 [
                     (str(label), AdminOutcomeCB(request=request.id, outcome=key).pack())
                     for key, label in texts.OUTCOME_NAMES.items()
+                    if key in napza.CHOSEN_OUTCOMES
                 ]
             )
             if request.status == "escalated"
@@ -329,7 +424,9 @@ def create_router() -> Router:
     router.message.register(reversal_reason, admin, ReversalFlow.reason, F.text)
     router.callback_query.register(napza_outcome, admin, AdminOutcomeCB.filter())
     router.message.register(invite_staff, admin, Command("undang_agen", "undang_mitra"))
-    router.message.register(remove_agent, admin, Command("hapus_agen"))
+    router.message.register(remove_member, admin, Command("hapus_agen", "hapus_mitra"))
+    router.message.register(remove_admin, admin, Command("hapus_admin"))
+    router.message.register(deactivate, admin, Command("nonaktif_ewarong", "nonaktif_mitra"))
     router.message.register(statistics, admin, F.text == texts.BTN_STATS)
     router.message.register(statistics, admin, Command("statistik"))
     router.message.register(pending_referrals, admin, F.text == texts.BTN_PENDING_REFERRALS)
@@ -337,8 +434,7 @@ def create_router() -> Router:
     router.message.register(invite_help, admin, F.text == texts.BTN_INVITE)
     router.message.register(
         not_an_admin,
-        Command("sengketa", "undang_agen", "undang_mitra", "hapus_agen", "siaran", "statistik",
-                "rujukan"),
+        Command(*ADMIN_COMMANDS),
     )  # fmt: skip
     for label in (
         texts.BTN_DISPUTES, texts.BTN_BROADCAST, texts.BTN_STATS, texts.BTN_INVITE,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
+from html import escape
 from typing import Any
 
 from aiogram import Bot, F, Router
@@ -18,7 +20,7 @@ from bot import keyboards, metrics, texts, views
 from bot.context import AppContext
 from bot.filters import HasRole
 from bot.formatting import long_date
-from bot.keyboards import BasketCB, ConfirmCB
+from bot.keyboards import AttestCB, BasketCB, ConfirmCB
 from bot.services import shopping
 from bot.services.ewarongs import get_ewarong
 from bot.services.identity import clean_digits
@@ -32,7 +34,7 @@ from bot.services.shopping import (
     parse_line,
 )
 from handlers.states import RedeemFlow
-from models import Account
+from models import Account, EWarong
 
 log = logging.getLogger(__name__)
 MAX_INPUT = 64
@@ -44,17 +46,39 @@ def _lines(data: dict[str, Any]) -> list[BasketLine]:
     return [BasketLine(*line) for line in data.get("lines", [])]
 
 
+async def _active_ewarong(
+    message: Message, state: FSMContext, session: AsyncSession, account: Account, code: str
+) -> EWarong | None:
+    """The agent's e-Warong, or None after saying it is deactivated (the flow ends)."""
+    ewarong = await get_ewarong(session, code)
+    if ewarong is not None and ewarong.active:
+        return ewarong
+    await state.clear()
+    await message.answer(
+        _("Your e-Warong is not active, so no transaction can be made. Please contact your admin."),
+        reply_markup=keyboards.main_menu(account),
+    )
+    return None
+
+
 async def new_redemption(
-    message: Message, state: FSMContext, account: Account, ctx: AppContext
+    message: Message,
+    state: FSMContext,
+    session: AsyncSession,
+    account: Account,
+    agent_scope: str,
+    ctx: AppContext,
 ) -> None:
-    if locked := await ctx.code_lockout.locked_for(account.telegram_id):
+    if await _active_ewarong(message, state, session, account, agent_scope) is None:
+        return
+    if locked := await ctx.code_guard.locked_for(agent=account.telegram_id, ewarong=agent_scope):
         await message.answer(_too_many_codes(locked))
         return
     await state.clear()
     await state.set_state(RedeemFlow.identify)
     await message.answer(
         _(
-            "Type the family's 6-digit <b>shopping code</b>. For a family without Telegram, "
+            "Type the family's 12-digit <b>shopping code</b>. For a family without Telegram, "
             "type the 16-digit <b>KKS card number</b> instead."
         ),
         reply_markup=keyboards.cancel_only(_("Code or KKS number")),
@@ -65,6 +89,77 @@ def _too_many_codes(seconds: float) -> str:
     return _("Too many wrong codes. New transactions are paused for {minutes} minutes.").format(
         minutes=max(1, round(seconds / 60))
     )
+
+
+async def _wrong_try(
+    message: Message,
+    state: FSMContext,
+    account: Account,
+    agent_scope: str,
+    ctx: AppContext,
+    result: LookupResult = LookupResult.INVALID,
+) -> None:
+    """A wrong code, or card and NIK digits (or a card that must not be used alone):
+    counted for the agent, the e-Warong and the country. Wrong tries are never forgiven
+    by a success: that would allow endless guessing."""
+    left = await ctx.code_guard.fail(agent=account.telegram_id, ewarong=agent_scope)
+    if left == 0 or await ctx.code_guard.locked_for(agent=account.telegram_id, ewarong=agent_scope):
+        await state.clear()
+        await message.answer(
+            _too_many_codes(ctx.code_guard.seconds), reply_markup=keyboards.main_menu(account)
+        )
+    elif result is LookupResult.INVALID:
+        await state.set_state(RedeemFlow.identify)
+        await message.answer(
+            _(
+                "That is not valid (a wrong, expired or used code; or a KKS card and NIK that "
+                "do not match or are not for this area). {left} tries left. Type the code or "
+                "the KKS number again."
+            ).format(left=left),
+            reply_markup=keyboards.cancel_only(_("Code or KKS number")),
+        )
+    else:
+        await _refused_at_counter(message, state, account, result)
+
+
+async def _refused_at_counter(
+    message: Message, state: FSMContext, account: Account, result: LookupResult
+) -> None:
+    texts_ = {
+        LookupResult.EWARONG_INACTIVE: _(
+            "Your e-Warong is not active, so no transaction can be made. Please contact your admin."
+        ),
+        LookupResult.NOT_PROCESSABLE: _("This transaction cannot be processed."),
+        LookupResult.USES_CODES: _(
+            "This family uses the bot: ask them for the shopping code on their phone "
+            "(menu <b>{button}</b>)."
+        ).format(button=texts.BTN_SHOPPING_CODE),
+        LookupResult.KKS_CAP: _(
+            "This family has already used its purchases by KKS card this month. It can shop "
+            "with a shopping code from the bot, or ask the admin."
+        ),
+    }
+    await state.clear()
+    await message.answer(texts_[result], reply_markup=keyboards.main_menu(account))
+
+
+async def _usable_ewarong(
+    message: Message,
+    state: FSMContext,
+    session: AsyncSession,
+    account: Account,
+    agent_scope: str,
+    ctx: AppContext,
+) -> EWarong | None:
+    """The agent's e-Warong when it is active and no lockout holds, else None (told why)."""
+    ewarong = await _active_ewarong(message, state, session, account, agent_scope)
+    if ewarong is None:
+        return None
+    if locked := await ctx.code_guard.locked_for(agent=account.telegram_id, ewarong=agent_scope):
+        await state.clear()
+        await message.answer(_too_many_codes(locked), reply_markup=keyboards.main_menu(account))
+        return None
+    return ewarong
 
 
 async def identify(
@@ -78,51 +173,104 @@ async def identify(
 ) -> None:
     text = message.text or ""
     digits = clean_digits(text) if len(text) <= MAX_INPUT else ""
-    if len(digits) == 16 and digits.isdigit():
-        family = await shopping.find_by_kks(session, digits, ctx.hasher)
-    elif len(digits) == shopping.CODE_DIGITS and digits.isdigit():
-        family = await shopping.find_by_code(session, digits, ctx.hasher, ctx.now())
-    else:
+    if not digits.isdecimal() or len(digits) not in (shopping.CODE_DIGITS, shopping.KKS_DIGITS):
         await message.answer(
-            _("Please type a 6-digit shopping code or a 16-digit KKS number."),
+            _("Please type a 12-digit shopping code or a 16-digit KKS number."),
             reply_markup=keyboards.cancel_only(_("Code or KKS number")),
         )
         return
-    if family.result is LookupResult.NOT_PROCESSABLE:
-        await state.clear()
-        await message.answer(
-            _("This transaction cannot be processed."), reply_markup=keyboards.main_menu(account)
-        )
+    ewarong = await _usable_ewarong(message, state, session, account, agent_scope, ctx)
+    if ewarong is None:
         return
-    if family.result is LookupResult.INVALID:
-        left = await ctx.code_lockout.fail(account.telegram_id)
-        if left == 0:
-            await state.clear()
-            await message.answer(
-                _too_many_codes(ctx.code_lockout.seconds), reply_markup=keyboards.main_menu(account)
-            )
-            return
+    if len(digits) == shopping.KKS_DIGITS:  # nothing is looked up before the NIK digits
+        await state.set_state(RedeemFlow.kks_nik)
+        await state.update_data(kks_hash=ctx.hasher.kks(digits))
         await message.answer(
             _(
-                "That code or KKS number is not valid (wrong, expired or already used). "
-                "{left} tries left."
-            ).format(left=left)
+                "Paying by KKS card: ask for the holder's KTP and type the <b>last 4 digits "
+                "of the NIK</b> on it."
+            ),
+            reply_markup=keyboards.cancel_only(_("Last 4 digits of the NIK")),
         )
         return
-    # Wrong tries are not forgiven by a success: that would allow endless guessing.
-    ewarong = await get_ewarong(session, agent_scope)
-    await state.set_state(RedeemFlow.basket)
-    await state.update_data(
-        ewarong=agent_scope,
-        ewarong_name=ewarong.name if ewarong else agent_scope,
-        family=family.beneficiary_id,
-        masked=family.masked_name,
-        balance=family.balance,
-        code_id=family.shopping_code_id,
-        attested=family.agent_attested,
-        lines=[],
-        key=shopping.new_idempotency_key(),
+    family = await shopping.find_by_code(session, digits, ctx.hasher, ctx.now(), ewarong)
+    await _at_counter(message, state, account, agent_scope, ewarong, family, locale, ctx)
+
+
+async def kks_nik(
+    message: Message,
+    state: FSMContext,
+    session: AsyncSession,
+    account: Account,
+    agent_scope: str,
+    locale: str,
+    ctx: AppContext,
+) -> None:
+    """The last 4 digits of the holder's NIK, with the card number typed before."""
+    digits = clean_digits(message.text or "") if len(message.text or "") <= MAX_INPUT else ""
+    if len(digits) != 4 or not digits.isdecimal():
+        await message.answer(
+            _("Please type the last 4 digits of the NIK on the holder's KTP."),
+            reply_markup=keyboards.cancel_only(_("Last 4 digits of the NIK")),
+        )
+        return
+    ewarong = await _usable_ewarong(message, state, session, account, agent_scope, ctx)
+    if ewarong is None:
+        return
+    data = await state.get_data()
+    family = await shopping.find_by_kks(
+        session, data["kks_hash"], digits, ewarong, agent=account.telegram_id, now=ctx.now(),
+        monthly_cap=ctx.settings.kks_redemptions_per_month,
+    )  # fmt: skip
+    await _at_counter(message, state, account, agent_scope, ewarong, family, locale, ctx)
+
+
+async def _at_counter(
+    message: Message,
+    state: FSMContext,
+    account: Account,
+    agent_scope: str,
+    ewarong: EWarong,
+    family: shopping.FamilyAtCounter,
+    locale: str,
+    ctx: AppContext,
+) -> None:
+    """After a lookup: a counted wrong try, a refusal, or the family (by card: first the
+    agent attests the holder is present)."""
+    if family.result in (LookupResult.INVALID, LookupResult.USES_CODES):
+        await _wrong_try(message, state, account, agent_scope, ctx, family.result)
+        return
+    if family.result is not LookupResult.FOUND:
+        await _refused_at_counter(message, state, account, family.result)
+        return
+    await state.set_data(
+        {
+            "ewarong": agent_scope, "ewarong_name": ewarong.name, "region": ewarong.village_code,
+            "family": family.beneficiary_id, "lines": [], "key": shopping.new_idempotency_key(),
+            "masked": family.masked_name, "balance": family.balance,
+            "code_id": family.shopping_code_id, "attested": family.agent_attested,
+        }
+    )  # fmt: skip
+    if not family.agent_attested:
+        await _open_basket(message, state, family, locale)
+        return
+    token = secrets.token_urlsafe(8)
+    await state.set_state(RedeemFlow.kks_attest)
+    await state.update_data(attest=token)
+    await message.answer(
+        _(
+            "KPM: <b>{name}</b>. A purchase by KKS card only: confirm that the card holder is "
+            "here in person and that the KTP belongs to them. You, the agent, are recorded "
+            "as attesting it."
+        ).format(name=escape(family.masked_name)),
+        reply_markup=keyboards.attest_presence(token),
     )
+
+
+async def _open_basket(
+    message: Message, state: FSMContext, family: shopping.FamilyAtCounter, locale: str
+) -> None:
+    await state.set_state(RedeemFlow.basket)
     await message.answer(
         views.family_at_counter(family.masked_name, family.balance, family.agent_attested, locale),
         reply_markup=keyboards.cancel_only(),
@@ -131,6 +279,27 @@ async def identify(
         views.basket(family.masked_name, family.balance, [], locale),
         reply_markup=keyboards.basket(shopping.FOOD_ITEMS),
     )
+
+
+async def attest_press(
+    query: CallbackQuery, callback_data: AttestCB, state: FSMContext, locale: str
+) -> None:
+    data = await state.get_data()
+    current = await state.get_state() == RedeemFlow.kks_attest.state and secrets.compare_digest(
+        str(data.get("attest", "")).encode(), callback_data.token.encode()
+    )
+    if not current:
+        await query.answer(_("This button is no longer valid."), show_alert=True)
+        return
+    await query.answer()
+    if not isinstance(query.message, Message):
+        return
+    await query.message.edit_reply_markup(reply_markup=None)
+    family = shopping.FamilyAtCounter(
+        LookupResult.FOUND, beneficiary_id=data["family"], masked_name=data["masked"],
+        balance=data["balance"], agent_attested=True,
+    )  # fmt: skip
+    await _open_basket(query.message, state, family, locale)
 
 
 async def basket_press(
@@ -291,6 +460,8 @@ async def confirm_press(
         lines=tuple(_lines(data)),
         shopping_code_id=data.get("code_id"),
         agent_attested=bool(data.get("attested")),
+        kks_month=shopping.kks_month(ctx.now(), data["region"]),
+        kks_cap=ctx.settings.kks_redemptions_per_month,
     )
     outcome = await shopping.confirm(session, draft, ctx.now())
     receipt = None
@@ -372,6 +543,13 @@ def _refusal(result: ConfirmResult) -> str:
             "The shopping code is no longer valid. Ask the family for a new code."
         ),
         ConfirmResult.EMPTY: _("Add at least one item first."),
+        ConfirmResult.EWARONG_INACTIVE: _(
+            "Your e-Warong is not active, so no transaction can be made. Please contact your admin."
+        ),
+        ConfirmResult.KKS_REFUSED: _(
+            "This family cannot pay by KKS card now (it uses the bot, or has used its "
+            "purchases by KKS card this month). Nothing was charged."
+        ),
     }[result]
 
 
@@ -453,6 +631,8 @@ def create_router() -> Router:
     agent = HasRole("agent")
     router.message.register(new_redemption, agent, F.text == texts.BTN_NEW_REDEMPTION)
     router.message.register(identify, agent, RedeemFlow.identify, F.text)
+    router.message.register(kks_nik, agent, RedeemFlow.kks_nik, F.text)
+    router.callback_query.register(attest_press, agent, AttestCB.filter())
     router.message.register(item_amount, agent, RedeemFlow.item_amount, F.text)
     router.message.register(total_amount, agent, RedeemFlow.total_amount, F.text)
     router.message.register(flow_wrong_input, agent, StateFilter(RedeemFlow))

@@ -14,12 +14,25 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import keyboards, texts, views
 from bot.context import AppContext
-from bot.filters import role_scope
+from bot.filters import LostRole, role_scope
 from bot.keyboards import LanguageCB
 from bot.menus import set_admin_menu
 from bot.services import accounts, invites
 from bot.services.invites import InviteResult
 from models import Account
+
+
+async def lost_role(event: Message | CallbackQuery, state: FSMContext, account: Account) -> None:
+    """A step of a staff flow from someone whose role was taken away meanwhile: the flow
+    ends here, nothing of it is done."""
+    await state.clear()
+    text = _("You no longer have access to this. Nothing was done.")
+    if isinstance(event, CallbackQuery):
+        await event.answer(text, show_alert=True)
+        if isinstance(event.message, Message):
+            await event.message.answer(text, reply_markup=keyboards.main_menu(account))
+        return
+    await event.answer(text, reply_markup=keyboards.main_menu(account))
 
 
 async def cancel(message: Message, state: FSMContext, account: Account) -> None:
@@ -133,6 +146,8 @@ async def resume_broadcasts(message: Message, session: AsyncSession, account: Ac
 def create_router() -> Router:
     """A fresh router (a router can belong to one dispatcher only)."""
     router = Router(name="common")
+    router.message.register(lost_role, LostRole())
+    router.callback_query.register(lost_role, LostRole())
     router.message.register(stop_broadcasts, Command("berhenti", "stop"))
     router.message.register(resume_broadcasts, Command("langganan", "subscribe"))
     router.message.register(cancel, Command("batal", "cancel"))

@@ -5,17 +5,19 @@ from __future__ import annotations
 import secrets
 from html import escape
 
-from aiogram import F, Router
+from aiogram import Bot, F, Router
 from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State
 from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove
+from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import keyboards, texts, views
 from bot.context import AppContext
 from bot.keyboards import EraseCB
-from bot.services import accounts, status
+from bot.services import accounts, activation, linking, napza, status
 from bot.services.identity import (
     clean_digits,
     mask_name,
@@ -23,8 +25,9 @@ from bot.services.identity import (
     normalize_phone,
     parse_birth_date,
 )
-from bot.services.linking import LinkClaim, LinkResult, link_account
+from bot.services.linking import LinkClaim, LinkOutcome, LinkResult, link_account
 from bot.services.regions import timezone_for
+from handlers.napza_notify import tell_staff_cancelled
 from handlers.states import EraseFlow, LinkFlow
 from models import Account
 
@@ -42,15 +45,18 @@ async def link_start(
             reply_markup=keyboards.main_menu(account),
         )
         return
-    if locked := await ctx.link_lockout.locked_for(account.telegram_id):
+    if locked := await linking.locked_for(ctx.link_guard, account.telegram_id):
         await message.answer(views.locked(locked), reply_markup=keyboards.main_menu(account))
         return
     await state.set_state(LinkFlow.phone)
     await message.answer(
         _(
             "Step 1 of 3: press <b>{button}</b> below to share the phone number of this "
-            "Telegram account. Typing a number is not accepted."
-        ).format(button=texts.BTN_SHARE_PHONE),
+            "Telegram account. Typing a number is not accepted.\n\n"
+            "No phone number in your KPM data, or a new number? Ask your PKH facilitator "
+            "(pendamping) or the village office for an activation code, then press "
+            "<b>{code}</b>."
+        ).format(button=texts.BTN_SHARE_PHONE, code=texts.BTN_ACTIVATION_CODE),
         reply_markup=keyboards.share_phone(),
     )
 
@@ -88,18 +94,23 @@ async def link_phone_wrong(message: Message) -> None:
     )
 
 
-async def link_nik(message: Message, state: FSMContext, ctx: AppContext) -> None:
+async def _read_nik(message: Message, ctx: AppContext) -> str | None:
+    """The NIK typed in this message, or None after saying what is wrong with it."""
     text = message.text or ""
     nik = clean_digits(text) if len(text) <= MAX_INPUT else ""
     problem = nik_problem(nik, ctx.province_codes)
-    if problem is not None:
-        if len(nik) != 16 or not nik.isdigit():
-            reply = _("A NIK has exactly 16 digits. Please type it as it is on your KTP.")
-        else:
-            reply = _(
-                "That is not a valid NIK. Please check it against your KTP and type it again."
-            )
-        await message.answer(reply, reply_markup=keyboards.cancel_only(_("16-digit NIK")))
+    if problem is None:
+        return nik
+    if len(nik) != 16 or not nik.isdigit():
+        reply = _("A NIK has exactly 16 digits. Please type it as it is on your KTP.")
+    else:
+        reply = _("That is not a valid NIK. Please check it against your KTP and type it again.")
+    await message.answer(reply, reply_markup=keyboards.cancel_only(_("16-digit NIK")))
+    return None
+
+
+async def link_nik(message: Message, state: FSMContext, ctx: AppContext) -> None:
+    if (nik := await _read_nik(message, ctx)) is None:
         return
     await state.update_data(nik_hash=ctx.hasher.nik(nik))
     await state.set_state(LinkFlow.birth_date)
@@ -134,17 +145,97 @@ async def link_birth_date(
         return
     data = await state.get_data()
     claim = LinkClaim(
-        phone_hash=data["phone_hash"], nik_hash=data["nik_hash"], birth_date=birth_date
+        nik_hash=data["nik_hash"], phone_hash=data["phone_hash"], birth_date=birth_date
     )
-    outcome = await link_account(session, account, claim, ctx.link_lockout, now)
-    if outcome.result is LinkResult.NO_MATCH:
-        await state.set_state(LinkFlow.nik)
+    outcome = await link_account(session, account, claim, ctx.link_guard, ctx.hasher, now)
+    mismatch = _(
+        "The data you entered does not match our records. Please check your NIK and "
+        "birth date and try again ({left} attempts left). If your phone number is not "
+        "in your KPM data, ask your pendamping or the village office for an activation "
+        "code.\n\nType your NIK again:"
+    )
+    await _link_outcome(message, state, account, outcome, LinkFlow.nik, mismatch)
+
+
+async def link_birth_date_wrong(message: Message) -> None:
+    await message.answer(
+        _("Please type your birth date as text, like 15-07-1985."),
+        reply_markup=keyboards.cancel_only(_("DD-MM-YYYY")),
+    )
+
+
+async def activation_start(message: Message, state: FSMContext) -> None:
+    await state.set_state(LinkFlow.activation_nik)
+    await message.answer(
+        _("Step 1 of 2: type your <b>NIK</b>, the 16-digit number on your KTP."),
+        reply_markup=keyboards.cancel_only(_("16-digit NIK")),
+    )
+
+
+async def activation_nik(message: Message, state: FSMContext, ctx: AppContext) -> None:
+    if (nik := await _read_nik(message, ctx)) is None:
+        return
+    await state.update_data(nik_hash=ctx.hasher.nik(nik))
+    await state.set_state(LinkFlow.activation_code)
+    await message.answer(
+        _(
+            "Step 2 of 2: type the <b>activation code</b> you received from your pendamping "
+            "or the village office, for example K7M2P-9QX4R."
+        ),
+        reply_markup=keyboards.cancel_only(_("Activation code")),
+    )
+
+
+async def activation_code(
+    message: Message,
+    state: FSMContext,
+    session: AsyncSession,
+    account: Account,
+    ctx: AppContext,
+) -> None:
+    text = message.text or ""
+    code = activation.normalize(text) if len(text) <= MAX_INPUT else None
+    if code is None:
         await message.answer(
             _(
-                "The data you entered does not match our records. Please check your NIK and "
-                "birth date and try again ({left} attempts left).\n\n"
-                "Type your NIK again:"
-            ).format(left=outcome.attempts_left),
+                "An activation code has 10 letters and digits, like K7M2P-9QX4R. "
+                "Please type it as it is written on your paper."
+            ),
+            reply_markup=keyboards.cancel_only(_("Activation code")),
+        )
+        return
+    data = await state.get_data()
+    claim = LinkClaim(nik_hash=data["nik_hash"], activation_code=code)
+    outcome = await link_account(session, account, claim, ctx.link_guard, ctx.hasher, ctx.now())
+    mismatch = _(
+        "The NIK and activation code do not match our records, or the code has "
+        "expired or was used already ({left} attempts left). Ask your pendamping or "
+        "the village office for a new code if needed.\n\nType your NIK again:"
+    )
+    await _link_outcome(message, state, account, outcome, LinkFlow.activation_nik, mismatch)
+
+
+async def activation_code_wrong(message: Message) -> None:
+    await message.answer(
+        _("Please type the activation code as text, like K7M2P-9QX4R."),
+        reply_markup=keyboards.cancel_only(_("Activation code")),
+    )
+
+
+async def _link_outcome(
+    message: Message,
+    state: FSMContext,
+    account: Account,
+    outcome: LinkOutcome,
+    retry: State,
+    mismatch: str,
+) -> None:
+    """After a link attempt: back to the NIK step (`retry`) with `mismatch` ({left}), or
+    the end of the flow: linked, locked out, or (a second tab) already linked."""
+    if outcome.result is LinkResult.NO_MATCH:
+        await state.set_state(retry)
+        await message.answer(
+            mismatch.format(left=outcome.attempts_left),
             reply_markup=keyboards.cancel_only(_("16-digit NIK")),
         )
         return
@@ -157,22 +248,9 @@ async def link_birth_date(
         ).format(name=escape(mask_name(outcome.beneficiary.name)), status=texts.BTN_STATUS)
     elif outcome.result is LinkResult.LOCKED:
         reply = views.locked(outcome.locked_seconds)
-    elif outcome.result is LinkResult.LINKED_ELSEWHERE:
-        reply = _(
-            "This KPM data is already linked to another Telegram account, so it cannot be "
-            "linked here. If that is not you, please contact your PKH facilitator "
-            "(pendamping) or the village office."
-        )
     else:
         reply = _("This account is already linked.")
     await message.answer(reply, reply_markup=keyboards.main_menu(account))
-
-
-async def link_birth_date_wrong(message: Message) -> None:
-    await message.answer(
-        _("Please type your birth date as text, like 15-07-1985."),
-        reply_markup=keyboards.cancel_only(_("DD-MM-YYYY")),
-    )
 
 
 async def show_status(
@@ -200,9 +278,14 @@ async def erase_ask(message: Message, state: FSMContext) -> None:
     await state.update_data(erase_token=token)
     await message.answer(
         _(
-            "Delete my data: this unlinks this Telegram account from your KPM data and deletes "
-            "your language choice and everything else the bot keeps about you. Your aid and the "
-            "ministry's registry are not affected. You can link again later.\n\nDelete now?"
+            "<b>Delete my data</b>\n"
+            "Deleted:\n"
+            "• the link to your KPM data, and your language choice\n"
+            "• the notes and chats of your Napza requests; open ones are cancelled\n"
+            "Kept:\n"
+            "• the ministry's registry, your aid and the transaction history\n"
+            "• a record that your data was deleted\n"
+            "You can link again later. Delete now?"
         ),
         reply_markup=keyboards.erase_confirm(token),
     )
@@ -214,10 +297,15 @@ async def erase_answer(
     state: FSMContext,
     session: AsyncSession,
     account: Account,
+    ctx: AppContext,
+    bot: Bot,
+    i18n: I18n,
 ) -> None:
     data = await state.get_data()
+    # Compared as bytes: compare_digest refuses non-ASCII str (a forged token like "é").
     valid = await state.get_state() == EraseFlow.confirm.state and secrets.compare_digest(
-        str(data.get("erase_token", "")), callback_data.token
+        str(data.get("erase_token", "")).encode("utf-8", "surrogatepass"),
+        callback_data.token.encode("utf-8", "surrogatepass"),
     )
     if not valid:
         await query.answer(_("This button is no longer valid."), show_alert=True)
@@ -229,13 +317,17 @@ async def erase_answer(
         if message:
             await message.edit_text(_("Nothing was deleted."))
         return
+    withdrawn = await napza.erase_requester(session, account.telegram_id, ctx.now())
     await accounts.erase(session, account)
+    await session.commit()  # erased before anyone is told that the requester withdrew
     if message:
         await message.edit_text(_("Your data has been deleted and this account is unlinked."))
         await message.answer(
             _("Goodbye. Press /start whenever you want to use the service again."),
             reply_markup=ReplyKeyboardRemove(),
         )
+    for request in withdrawn:  # the partner staff or admins involved; no identity
+        await tell_staff_cancelled(bot, i18n, session, request)
 
 
 def create_router() -> Router:
@@ -244,11 +336,17 @@ def create_router() -> Router:
     router.message.register(link_start, Command("hubungkan", "link"))
     router.message.register(link_start, F.text == texts.BTN_LINK)
     router.message.register(link_phone, LinkFlow.phone, F.contact)
+    router.message.register(activation_start, Command("aktivasi", "activate"))
+    router.message.register(activation_start, LinkFlow.phone, F.text == texts.BTN_ACTIVATION_CODE)
     router.message.register(link_phone_wrong, LinkFlow.phone)
     router.message.register(link_nik, LinkFlow.nik, F.text)
     router.message.register(link_nik_wrong, LinkFlow.nik)
     router.message.register(link_birth_date, LinkFlow.birth_date, F.text)
     router.message.register(link_birth_date_wrong, LinkFlow.birth_date)
+    router.message.register(activation_nik, LinkFlow.activation_nik, F.text)
+    router.message.register(link_nik_wrong, LinkFlow.activation_nik)
+    router.message.register(activation_code, LinkFlow.activation_code, F.text)
+    router.message.register(activation_code_wrong, LinkFlow.activation_code)
     router.message.register(show_status, Command("status"))
     router.message.register(show_status, F.text == texts.BTN_STATUS)
     router.message.register(erase_ask, Command("hapus", "delete"))

@@ -64,7 +64,7 @@ async def shopping_code(
             "Valid for 10 minutes (until {until}). Show it to the e-Warong agent when you pay. "
             "Never give it to anyone else. A new code cancels this one."
         ).format(
-            code=issued.code,
+            code=shopping.shown_code(issued.code),
             until=local_datetime(issued.expires_at, locale, beneficiary.village_code),
         ),
         reply_markup=keyboards.main_menu(account),

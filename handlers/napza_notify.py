@@ -104,6 +104,7 @@ async def send_deliveries(
                     [
                         (str(label), AdminOutcomeCB(request=request.id, outcome=key).pack())
                         for key, label in texts.OUTCOME_NAMES.items()
+                        if key in napza.CHOSEN_OUTCOMES
                     ]
                 )
             await _send(bot, admin, text, markup)
@@ -125,7 +126,7 @@ async def tell_requester_accepted(
     bot: Bot, i18n: I18n, session: AsyncSession, request: HelpRequest
 ) -> None:
     partner = await napza.partner(session, request.partner_code or "")
-    if partner is None:
+    if partner is None or request.requester_telegram_id is None:  # None: erased
         return
     locale = await _locale_of(session, request.requester_telegram_id)
     with i18n.context(), i18n.use_locale(locale):
@@ -142,6 +143,8 @@ async def tell_requester_accepted(
 async def tell_requester_closed(
     bot: Bot, i18n: I18n, session: AsyncSession, request: HelpRequest
 ) -> None:
+    if request.requester_telegram_id is None:  # the requester erased their data
+        return
     locale = await _locale_of(session, request.requester_telegram_id)
     with i18n.context(), i18n.use_locale(locale):
         text = _(
@@ -176,8 +179,11 @@ async def close_notices(
     """Replace the Accept/Decline buttons of the current partner's staff with what happened.
 
     Staff of partners that declined or let the deadline pass keep the short "passed on"
-    text: they must not see the request again.
+    text: they must not see the request again (so nothing is edited for a request no
+    partner holds).
     """
+    if request.partner_code is None:
+        return
     for telegram_id, message_id in await napza.notices(session, request.id, request.partner_code):
         locale = await _locale_of(session, telegram_id)
         with i18n.context(), i18n.use_locale(locale):
@@ -191,9 +197,35 @@ async def close_notices(
 async def tell_staff_cancelled(
     bot: Bot, i18n: I18n, session: AsyncSession, request: HelpRequest
 ) -> None:
-    await close_notices(
-        bot, i18n, session, request, lambda: _("The requester cancelled this request.")
-    )
+    """The requester cancelled the request (with /tiket, or by deleting their data).
+
+    The current partner's Accept/Decline messages say so; the staff member who had
+    accepted it also gets a message (their chat has ended); for an escalated request the
+    region's admins are told that nothing more is needed. Nobody learns who asked.
+    """
+    if request.partner_code is not None:
+        await close_notices(
+            bot, i18n, session, request, lambda: _("The requester cancelled this request.")
+        )
+        if request.accepted_by is not None and request.accepted_by in await napza.staff_of(
+            session, request.partner_code
+        ):
+            locale = await _locale_of(session, request.accepted_by)
+            with i18n.context(), i18n.use_locale(locale):
+                text = _(
+                    "Help request {ticket} was withdrawn by the requester. The chat has ended; "
+                    "nothing more is needed."
+                ).format(ticket=request.ticket)
+            await _send(bot, request.accepted_by, text)
+        return
+    for admin in await accounts.admins_for_region(session, request.region_code):
+        locale = await _locale_of(session, admin.telegram_id)
+        with i18n.context(), i18n.use_locale(locale):
+            text = _(
+                "Help request {ticket} was withdrawn by the requester; no help needs to be "
+                "arranged any more."
+            ).format(ticket=request.ticket)
+        await _send(bot, admin.telegram_id, text)
 
 
 async def send_relay(

@@ -93,6 +93,7 @@ async def partner_action(
                     [
                         (str(label), OutcomeCB(request=request_id, outcome=key).pack())
                         for key, label in texts.OUTCOME_NAMES.items()
+                        if key in napza.CHOSEN_OUTCOMES
                     ]
                 ),
             )
@@ -150,7 +151,7 @@ async def outcome_chosen(
     i18n: I18n,
 ) -> None:
     partner_scope = await _acting_partner(session, account, callback_data.request) or ""
-    if callback_data.outcome not in napza.OUTCOMES or not partner_scope:
+    if callback_data.outcome not in napza.CHOSEN_OUTCOMES or not partner_scope:
         await query.answer(_("This button is no longer valid."), show_alert=True)
         return
     request = await napza.close(

@@ -7,6 +7,8 @@ class LinkFlow(StatesGroup):
     phone = State()
     nik = State()
     birth_date = State()
+    activation_nik = State()  # families without a registry phone: NIK, then the code
+    activation_code = State()
 
 
 class EraseFlow(StatesGroup):
@@ -15,6 +17,8 @@ class EraseFlow(StatesGroup):
 
 class RedeemFlow(StatesGroup):
     identify = State()
+    kks_nik = State()  # a KKS number: the holder's NIK, last 4 digits
+    kks_attest = State()  # then the agent attests the holder is present
     basket = State()
     item_amount = State()
     total_amount = State()

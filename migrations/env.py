@@ -19,9 +19,9 @@ def _url() -> str:
     url = config.get_main_option("sqlalchemy.url")
     if url:
         return url
-    from bot.settings import Settings
+    from bot.settings import load_settings
 
-    return Settings().database_url
+    return load_settings().database_url
 
 
 def run_migrations_offline() -> None:

@@ -1,6 +1,7 @@
 """SQLAlchemy 2.0 models, one module per aggregate. No business rules here."""
 
 from models.account import Account, AccountRole
+from models.activation import ActivationCode
 from models.audit import AuditEvent
 from models.base import Base
 from models.beneficiary import Beneficiary, PkhComponent, PkhComponentRate
@@ -17,11 +18,13 @@ from models.napza import (
     PartnerOrganisation,
     RelayMessage,
 )
+from models.outbox import OutboxNotice
 from models.region import Region
 
 __all__ = [
     "Account",
     "AccountRole",
+    "ActivationCode",
     "AuditEvent",
     "Base",
     "Beneficiary",
@@ -37,6 +40,7 @@ __all__ = [
     "HelpRequestOffer",
     "Invite",
     "LedgerEntry",
+    "OutboxNotice",
     "PartnerCoverage",
     "PartnerOrganisation",
     "PkhComponent",

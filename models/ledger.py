@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, false
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, BigIntPK, utcnow
@@ -24,6 +24,10 @@ class BpntWallet(Base):
     locked: Mapped[bool] = mapped_column(default=False, server_default=false())
     # A disputed transaction froze the code flow until an admin looks.
     frozen: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Redemptions by KKS card number alone (no Telegram code) in `kks_month` (YYYY-MM):
+    # counted on this row so that the monthly cap holds under concurrent confirmations.
+    kks_month: Mapped[str | None] = mapped_column(String(7))
+    kks_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 

@@ -37,14 +37,23 @@ class PartnerCoverage(Base):
 
 
 class HelpRequest(Base):
-    """One request for Napza help; `requester_telegram_id` is never shown to partners."""
+    """One request for Napza help; `requester_telegram_id` is never shown to partners.
+
+    `requester_telegram_id` is None once the requester erased their data ("Hapus data
+    saya"): nothing can reach them through the request any more. `last_activity_at` is
+    the time of the last offer, accept, relayed message, escalation, cancel or close;
+    retention counts from it, for open requests too.
+    """
 
     __tablename__ = "help_requests"
-    __table_args__ = (Index("ix_help_requests_status_closed_at", "status", "closed_at"),)
+    __table_args__ = (
+        Index("ix_help_requests_status_closed_at", "status", "closed_at"),
+        Index("ix_help_requests_status_last_activity_at", "status", "last_activity_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     ticket: Mapped[str] = mapped_column(String(12), unique=True)
-    requester_telegram_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    requester_telegram_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
     for_whom: Mapped[str] = mapped_column(String(16))
     age_group: Mapped[str] = mapped_column(String(16))
     help_type: Mapped[str] = mapped_column(String(16))
@@ -65,6 +74,7 @@ class HelpRequest(Base):
     closed_at: Mapped[datetime | None]
     purged_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_activity_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class HelpRequestOffer(Base):

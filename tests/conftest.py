@@ -116,6 +116,13 @@ class Harness:
         self.emulator = emulator
         self._next_user = 1000
 
+    async def deliver_notices(self) -> int:
+        """Run the worker's outbox step once: send the notices waiting (unlinked, removed…)."""
+        from bot.notices import deliver_outbox
+
+        i18n = self.dp.workflow_data["i18n"]
+        return await deliver_outbox(self.bot, i18n, self.ctx.sessionmaker, self.ctx.now())
+
     async def user(self, first_name: str = "Siti", **kwargs):  # type: ignore[no-untyped-def]
         """A new Telegram user talking to the bot in a private chat."""
         self._next_user += 1
@@ -146,6 +153,8 @@ async def bot_app(
 
     marker = request.node.get_closest_marker("throttle")
     settings.throttle_burst = marker.kwargs["burst"] if marker else 10_000
+    if marker and "window" in marker.kwargs:
+        settings.throttle_window = marker.kwargs["window"]
     emulator = BotApiEmulator(token=BOT_TOKEN)
     url = await emulator.start()
     settings.telegram_api_url = url

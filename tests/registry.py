@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.services import activation
 from bot.services.identity import Hasher
 from bot.services.imports import import_beneficiaries, import_disbursements
 
@@ -41,3 +43,27 @@ async def load_registry(
     assert report.ok, report.errors
     report = await import_disbursements(sessionmaker, money, hasher)
     assert report.ok, report.errors
+
+
+async def activation_code_for(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    hasher: Hasher,
+    nik: str,
+    now: datetime | None = None,
+) -> str:
+    """What the village office hands the family: a fresh activation code, as printed."""
+    async with sessionmaker() as session, session.begin():
+        issued = await activation.issue(
+            session, hasher, nik, now or datetime.now(UTC), timedelta(days=30)
+        )
+    assert issued.code is not None, issued.result
+    return activation.shown(issued.code)
+
+
+async def link_with_activation(user, nik: str, code: str):  # type: ignore[no-untyped-def]
+    """Walk a user through linking with NIK and activation code; the final replies."""
+    await user.send("/start")
+    await user.press("Hubungkan akun KPM")
+    await user.press("Saya punya kode aktivasi")
+    await user.send(nik)
+    return await user.send(code)

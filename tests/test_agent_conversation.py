@@ -58,7 +58,7 @@ async def linked_kpm(app, person=SITI, name="Siti"):  # type: ignore[no-untyped-
 
 async def shopping_code(kpm) -> str:  # type: ignore[no-untyped-def]
     reply = (await kpm.press("Kode belanja"))[-1]
-    match = re.search(r"<b>(\d{6})</b>", reply.html)
+    match = re.search(r"<b>(\d{4} \d{4} \d{4})</b>", reply.html)
     assert match, reply.text
     return match.group(1)
 
@@ -128,15 +128,15 @@ async def test_expired_code_is_refused(app, sessionmaker):
     app.clock.now = NOW + timedelta(minutes=10, seconds=1)
     await agent.press("Transaksi baru")
     reply = (await agent.send(code))[-1].text
-    assert "tidak berlaku" in reply and "Sisa 4 percobaan" in reply
+    assert "Tidak berlaku" in reply and "Sisa 4 percobaan" in reply
 
 
 async def test_five_wrong_codes_lock_the_agent_out(app, sessionmaker):
     agent, _ = await make_agent(app, sessionmaker)
     await agent.press("Transaksi baru")
     for left in (4, 3, 2, 1):
-        assert f"Sisa {left} percobaan" in (await agent.send("000000"))[-1].text
-    assert "dihentikan sementara" in (await agent.send("000000"))[-1].text
+        assert f"Sisa {left} percobaan" in (await agent.send("100000000000"))[-1].text
+    assert "dihentikan sementara" in (await agent.send("100000000000"))[-1].text
     assert "dihentikan sementara" in (await agent.press("Transaksi baru"))[-1].text
 
 
@@ -186,6 +186,12 @@ async def test_family_without_telegram_pays_by_kks_and_is_agent_attested(
     agent, _ = await make_agent(app, sessionmaker)
     await agent.press("Transaksi baru")
     replies = await agent.send("5264 2212 3456 7890")
+    assert "4 angka terakhir NIK" in replies[-1].text
+    assert all("Siti" not in m.text for m in replies)  # the card alone shows nothing
+    replies = await agent.send("0003")
+    assert "Siti A***" in replies[-1].text and "pemegang kartu hadir" in replies[-1].text
+    assert "Rp400.000" not in replies[-1].text
+    replies = await agent.press("Pemegang kartu hadir, KTP dicek")
     assert any("pernyataan Anda sebagai agen" in m.text for m in replies)
     await agent.press("Masukkan total saja")
     await agent.send("50000")
@@ -197,11 +203,12 @@ async def test_family_without_telegram_pays_by_kks_and_is_agent_attested(
 async def test_locked_family_cannot_be_charged(app, sessionmaker):
     agent, _ = await make_agent(app, sessionmaker)
     kpm = await linked_kpm(app)
+    await fill_basket(agent, await shopping_code(kpm))  # a basket filled before the lock
+    await agent.press("Selesai")
     await kpm.press("Kunci belanja")
     replies = await kpm.press("Kunci sekarang")
     assert "sekarang terkunci" in replies[-1].text
-    await agent.press("Transaksi baru")
-    assert "tidak dapat diproses" in (await agent.send("5264221234567890"))[-1].text
+    assert any("tidak dapat diproses" in m.text for m in await agent.press("Konfirmasi"))
     assert "terkunci" in (await kpm.press("Kode belanja"))[-1].text
     await kpm.press("Kunci belanja")
     await kpm.press("Buka kunci belanja")
@@ -224,8 +231,6 @@ async def test_dispute_freezes_codes_until_an_admin_reverses(app, sessionmaker, 
     replies = await kpm.press("Bukan saya / laporkan")
     assert "dilaporkan kepada admin" in replies[-1].text
     assert "terkunci" in (await kpm.press("Kode belanja"))[-1].text
-    await agent.press("Transaksi baru")
-    assert "tidak dapat diproses" in (await agent.send("5264221234567890"))[-1].text
 
     alert = await admin.last()
     assert "melaporkan transaksi" in alert.text and "Rp60.000" in alert.text
@@ -235,7 +240,7 @@ async def test_dispute_freezes_codes_until_an_admin_reverses(app, sessionmaker, 
     assert "dana sudah kembali" in (await admin.send("KPM tidak berbelanja hari itu"))[-1].text
     status = (await kpm.press("Status bantuan"))[-1].text
     assert "Saldo saat ini: Rp400.000" in status and "Belanja dibatalkan +Rp60.000" in status
-    assert re.search(r"<b>\d{6}</b>", (await kpm.send("/kode"))[-1].html)  # unfrozen
+    assert re.search(r"<b>\d{4} \d{4} \d{4}</b>", (await kpm.send("/kode"))[-1].html)  # unfrozen
     reversed_ = await session.scalar(
         select(func.count())
         .select_from(AuditEvent)

@@ -57,6 +57,11 @@ from bot import texts
 from bot.sandbox.client import ChatUser
 from bot.sandbox.personas import Persona, agent_of, linked_to, national_admin, staff_of
 from bot.services import accounts, napza, shopping
+from bot.services.imports import (
+    import_beneficiary_records,
+    import_disbursement_records,
+    records_from_dicts,
+)
 from bot.services.partners import import_partners
 from bot.services.wallet import CREDIT, CREDIT_REVERSAL
 from handlers import states as flows
@@ -82,7 +87,7 @@ from models import (
     RelayMessage,
 )
 from tests.conftest import KEPT_TABLES, _truncate
-from tests.registry import BUDI, SITI
+from tests.registry import BUDI, SITI, activation_code_for
 from tests.shopping_support import WARUNG, shopping_world
 
 # ---------------------------------------------------------------------------
@@ -106,6 +111,9 @@ RS-NAS,Balai Rehabilitasi Nasional,rehabilitasi,*,081255556666,rawat inap
 """
 MADE = {"nik": "5171014208750002", "birth_date": "02-08-1975", "phone": "081338765432"}
 SITI_KKS = "5264221234567890"
+# A family without Telegram in the agent's regency: the card (KKS) path of a sale.
+WATI_NIK = "3204104101800007"
+WATI_KKS = "5264221111110007"
 HOSTILE_NAME = '<b>Tamu</b> & "=1+1"; DROP TABLE accounts;--'
 
 
@@ -144,6 +152,7 @@ SECRETS = (
     SITI["nik"], BUDI["nik"], MADE["nik"], SITI_KKS, "5264229876543210",
     "081234567890", "6281234567890", "085711112222", "6285711112222", "081338765432",
     "Siti Aminah", "Budi Santoso", "Made Ayu Lestari", "1985-07-15", "15-07-1985",
+    WATI_NIK, WATI_KKS, "Wati Lestari",
 )  # fmt: skip
 LOG_PATTERNS = (
     re.compile(r"(?<!\d)\d{16}(?!\d)"),  # NIK or KKS number
@@ -167,13 +176,30 @@ REFUSALS = (
     "I could not read that date. Please type it like 15-07-1985 or 15 Juli 1985.",
     "Please type your birth date as text, like 15-07-1985.",
     "The data you entered does not match our records. Please check your NIK and birth date "
-    "and try again ({left} attempts left).\n\nType your NIK again:",
+    "and try again ({left} attempts left). If your phone number is not in your KPM data, ask "
+    "your pendamping or the village office for an activation code.\n\nType your NIK again:",
+    "An activation code has 10 letters and digits, like K7M2P-9QX4R. Please type it as it is "
+    "written on your paper.",
+    "Please type the activation code as text, like K7M2P-9QX4R.",
+    "The NIK and activation code do not match our records, or the code has expired or was used "
+    "already ({left} attempts left). Ask your pendamping or the village office for a new code "
+    "if needed.\n\nType your NIK again:",
+    "You no longer have access to this. Nothing was done.",
     "Your account is not linked yet. Press <b>{link}</b> first.",
     "This account is already linked. Press <b>{status}</b> to see your aid.",
     "Please press <b>{button}</b> below.",
     "You already reported this transaction.",
-    "Please type a 6-digit shopping code or a 16-digit KKS number.",
-    "That code or KKS number is not valid (wrong, expired or already used). {left} tries left.",
+    "Please type a 12-digit shopping code or a 16-digit KKS number.",
+    "That is not valid (a wrong, expired or used code; or a KKS card and NIK that do not match "
+    "or are not for this area). {left} tries left. Type the code or the KKS number again.",
+    "Please type the last 4 digits of the NIK on the holder's KTP.",
+    "This family uses the bot: ask them for the shopping code on their phone (menu "
+    "<b>{button}</b>).",
+    "This family has already used its purchases by KKS card this month. It can shop with a "
+    "shopping code from the bot, or ask the admin.",
+    "This family cannot pay by KKS card now (it uses the bot, or has used its purchases by KKS "
+    "card this month). Nothing was charged.",
+    "Only a disputed transaction can be reversed.",
     "Too many wrong codes. New transactions are paused for {minutes} minutes.",
     "This transaction cannot be processed.",
     "Add at least one item first.",
@@ -270,10 +296,11 @@ TYPED = (
 )  # fmt: skip
 LABELS = (
     texts.BTN_LINK, texts.BTN_STATUS, texts.BTN_ERASE, texts.BTN_HELP, texts.BTN_LANGUAGE,
-    texts.BTN_SHARE_PHONE, texts.BTN_CANCEL, texts.BTN_SHOPPING_CODE, texts.BTN_NEARBY,
-    texts.BTN_SHOPPING_LOCK, texts.BTN_SHARE_LOCATION, texts.BTN_NAPZA, texts.BTN_MY_TICKETS,
-    texts.BTN_NEW_REDEMPTION, texts.BTN_TODAY, texts.BTN_EXPORT, texts.BTN_DISPUTES,
-    texts.BTN_BROADCAST, texts.BTN_STATS, texts.BTN_INVITE, texts.BTN_PENDING_REFERRALS,
+    texts.BTN_SHARE_PHONE, texts.BTN_ACTIVATION_CODE, texts.BTN_CANCEL, texts.BTN_SHOPPING_CODE,
+    texts.BTN_NEARBY, texts.BTN_SHOPPING_LOCK, texts.BTN_SHARE_LOCATION, texts.BTN_NAPZA,
+    texts.BTN_MY_TICKETS, texts.BTN_NEW_REDEMPTION, texts.BTN_TODAY, texts.BTN_EXPORT,
+    texts.BTN_DISPUTES, texts.BTN_BROADCAST, texts.BTN_STATS, texts.BTN_INVITE,
+    texts.BTN_PENDING_REFERRALS,
 )  # fmt: skip
 
 
@@ -340,11 +367,14 @@ TARGETS: dict[str, tuple[str, ...]] = {
         "napza:help_type", "napza:region", "napza:urgency", "napza:note", "napza:consent",
         "napza:sent", "relay", "code", "lock", "receipt", "disputed",
     ),
-    "budi": ("link:phone", "link:nik", "link:birth_date", "linked", "napza:region", "relay"),
+    "budi": (
+        "link:phone", "link:nik", "link:birth_date", "link:activation_nik",
+        "link:activation_code", "linked", "napza:region", "relay",
+    ),
     "nur": ("link:phone", "link:nik", "link:birth_date", "napza:note"),
     "agent": (
-        "redeem:identify", "redeem:basket", "redeem:item_amount", "redeem:total_amount",
-        "redeem:summary", "redeem:done", "export",
+        "redeem:identify", "redeem:kks_nik", "redeem:kks_attest", "redeem:basket",
+        "redeem:item_amount", "redeem:total_amount", "redeem:summary", "redeem:done", "export",
     ),
     "mitra": ("offer", "relay_partner", "closing"),
     "admin": (
@@ -359,6 +389,8 @@ TARGETS: dict[str, tuple[str, ...]] = {
 # Where each target leaves its persona (targets not listed end outside any flow).
 EXPECTED_STATE = {
     "link:phone": LinkFlow.phone, "link:nik": LinkFlow.nik, "link:birth_date": LinkFlow.birth_date,
+    "link:activation_nik": LinkFlow.activation_nik,
+    "link:activation_code": LinkFlow.activation_code,
     "erase": EraseFlow.confirm, "nearby": NearbyFlow.location, "relay": RelayFlow.requester,
     "relay_partner": RelayFlow.partner, "reversal": ReversalFlow.reason,
     **{f"broadcast:{name}": getattr(BroadcastFlow, name) for name in (
@@ -368,7 +400,7 @@ EXPECTED_STATE = {
         "emergency", "for_whom", "age_group", "help_type", "region", "urgency", "note", "consent"
     )},
     **{f"redeem:{name}": getattr(RedeemFlow, name) for name in (
-        "identify", "basket", "item_amount", "total_amount", "summary"
+        "identify", "kks_nik", "kks_attest", "basket", "item_amount", "total_amount", "summary"
     )},
 }  # fmt: skip
 EXPECTED_STATE = {target: state.state for target, state in EXPECTED_STATE.items()}
@@ -511,6 +543,21 @@ class WriteLog:
         sa_event.remove(self.engine.sync_engine, "after_cursor_execute", self._seen)
 
 
+async def _add_wati(sessionmaker: Any, hasher: Any, folder: Any) -> None:
+    """Wati: BPNT, Rp200.000, no phone and no Telegram, in the agent's regency."""
+    person = {
+        "nik": WATI_NIK, "name": "Wati Lestari", "birth_date": "1980-01-01", "phone": "",
+        "kks_number": WATI_KKS, "village_code": "32.04.10.2001", "programs": "BPNT",
+        "pkh_components": "",
+    }  # fmt: skip
+    report = await import_beneficiary_records(sessionmaker, records_from_dicts([person]), hasher)
+    assert report.ok, report.errors
+    month = {"nik": WATI_NIK, "program": "BPNT", "period": "2026-05", "amount": "200000",
+             "status": "disalurkan", "date": "2026-05-06"}  # fmt: skip
+    report = await import_disbursement_records(sessionmaker, records_from_dicts([month]), hasher)
+    assert report.ok, report.errors
+
+
 async def _capture(engine: AsyncEngine) -> dict[str, list[dict[str, Any]]]:
     """Every row of the registry tables (to restore a world without importing again)."""
     rows: dict[str, list[dict[str, Any]]] = {}
@@ -588,6 +635,10 @@ class Fuzzer:
             path.write_text(PARTNERS, encoding="utf-8")
             report = await import_partners(self.sessionmaker, path)
             assert report.ok, report.errors
+            await _add_wati(self.sessionmaker, self.app.ctx.hasher, self.folder)
+            self.activation_code = await activation_code_for(
+                self.sessionmaker, self.app.ctx.hasher, BUDI["nik"]
+            )
             self.initial_rows = await _capture(self.engine)
         else:
             await _restore(self.engine, self.initial_rows)
@@ -829,6 +880,15 @@ class Fuzzer:
             raise MacroStuck("already linked or locked out")
         if target == "link:phone":
             return
+        if target.startswith("link:activation") or (target == "link:done" and key == "budi"):
+            await self.send(key, self.label(texts.BTN_ACTIVATION_CODE, key))
+            if target == "link:activation_nik":
+                return
+            await self.send(key, family["nik"] if family else "3204105507850009")
+            if target == "link:activation_code":
+                return
+            await self.send(key, self.activation_code)
+            return
         await self.act(
             key, "messages",
             {"contact": {"phone_number": self.spec(key).phone, "user_id": self.users[key].id}},
@@ -903,7 +963,7 @@ class Fuzzer:
 
     async def _shopping_code(self) -> str:
         said = await self.send("siti", "/kode")
-        match = re.search(r"<b>(\d{6})</b>", said[-1] if said else "")
+        match = re.search(r"<b>(\d{4} \d{4} \d{4})</b>", said[-1] if said else "")
         if not match:
             raise MacroStuck("no shopping code for Siti")
         return match.group(1)
@@ -916,6 +976,12 @@ class Fuzzer:
         if await self.fsm_state(agent) is None:
             raise MacroStuck("agent locked out")
         if step == "identify":
+            return
+        if step.startswith("kks_"):  # Wati: no Telegram, pays by card in the agent's regency
+            await self.send(agent, WATI_KKS)
+            if step == "kks_nik":
+                return
+            await self.send(agent, WATI_NIK[-4:])
             return
         await self.send(agent, code)
         if step == "basket":

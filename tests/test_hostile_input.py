@@ -147,7 +147,9 @@ async def test_imported_names_are_stored_and_shown_literally_and_exported_safely
     assert venue.venue["title"] == WARUNG_NAME and venue.venue["address"] == WARUNG_ADDRESS
 
     agent = await staff(app, sessionmaker, "agent", "EW-3204-001", STAFF_NAME)
-    code = re.search(r"<b>(\d{6})</b>", (await kpm.press("Kode belanja"))[-1].html).group(1)
+    code = re.search(
+        r"<b>(\d{4} \d{4} \d{4})</b>", (await kpm.press("Kode belanja"))[-1].html
+    ).group(1)
     await agent.press("Transaksi baru")
     counter = await agent.send(code)
     assert any(masked in m.text for m in counter)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
 
 from models import Account, AuditEvent
-from tests.registry import BUDI, SITI, load_registry
+from tests.registry import BUDI, SITI, activation_code_for, link_with_activation, load_registry
 
 NOW = datetime(2026, 5, 20, 3, 0, tzinfo=UTC)
 
@@ -85,14 +86,38 @@ async def test_status_in_english_after_choosing_language(app):
     assert "Current balance: Rp400,000" in status
 
 
-async def test_family_without_registry_phone_links_with_nik_and_birth_date(app):
+async def test_family_without_registry_phone_links_with_an_activation_code(app, sessionmaker):
+    code = await activation_code_for(sessionmaker, app.ctx.hasher, BUDI["nik"], NOW)
     user = await app.user("Budi")
-    replies = await link(user, BUDI)
+    await user.send("/start")
+    replies = await user.press("Hubungkan akun KPM")
+    assert "kode aktivasi" in replies[-1].text
+    assert "Saya punya kode aktivasi" in (await user.reply_keyboard() or [])
+    assert "Langkah 1 dari 2" in (await user.press("Saya punya kode aktivasi"))[-1].text
+    assert "Langkah 2 dari 2" in (await user.send(BUDI["nik"]))[-1].text
+    replies = await user.send(code.lower().replace("-", " "))  # as people type it
     assert "Budi S***" in replies[-1].text
     status = (await user.press("Status bantuan"))[-1].text
     assert "tidak terdaftar sebagai keluarga penerima PKH" in status
     assert "Mei 2026: diproses di bank — Rp200.000" in status
     assert "Saldo saat ini: Rp0" in status
+    # single use: the same code links no second account
+    other = await app.user("Budi2")
+    reply = (await link_with_activation(other, BUDI["nik"], code))[-1].text
+    assert "tidak cocok" in reply
+
+
+@pytest.mark.parametrize("typed", ["ABC", "K7M2P-9QX4", "x" * 5000, "K7M2P-9QX4RR"])
+async def test_malformed_activation_codes_get_a_hint_without_counting(app, sessionmaker, typed):
+    code = await activation_code_for(sessionmaker, app.ctx.hasher, BUDI["nik"], NOW)
+    user = await app.user("Budi")
+    await user.send("/start")
+    await user.press("Hubungkan akun KPM")
+    await user.press("Saya punya kode aktivasi")
+    await user.send(BUDI["nik"])
+    assert "10 huruf dan angka" in (await user.send(typed))[-1].text
+    assert "ketik kode aktivasi sebagai teks" in (await user.send_sticker())[-1].text
+    assert "Budi S***" in (await user.send(code))[-1].text
 
 
 async def test_someone_elses_contact_is_refused(app):
@@ -162,10 +187,17 @@ async def test_mismatch_never_says_which_field_was_wrong(app):
         await link(wrong_date, {**SITI, "birth_date": "16-07-1985"}),
         await link(wrong_phone, {**SITI, "phone": "081299998888"}),
     ]
-    texts = {r[-1].text for r in replies}
+    # The same words each time; only the attempts left differ, as Siti's NIK counts the
+    # failures of every account that typed it (the NIK of wrong_nik is another one).
+    texts = {re.sub(r"sisa \d percobaan", "sisa N percobaan", r[-1].text) for r in replies}
     assert len(texts) == 1
     (text,) = texts
-    assert "tidak cocok" in text and "sisa 4 percobaan" in text
+    assert "tidak cocok" in text
+    assert [re.search(r"sisa (\d) percobaan", r[-1].text).group(1) for r in replies] == [
+        "4",
+        "4",
+        "3",
+    ]
 
 
 async def test_five_failures_lock_linking_for_an_hour(app, session):
@@ -191,7 +223,8 @@ async def test_second_account_cannot_link_the_same_family_and_is_audited(app, se
     await link(first)
     second = await app.user("Siti2")
     reply = (await link(second))[-1].text
-    assert "sudah terhubung dengan akun Telegram lain" in reply
+    # answered like any mismatch: "linked elsewhere" would tell a stranger the NIK is a KPM's
+    assert "tidak cocok" in reply and "terhubung" not in reply
     refused = await session.scalar(
         select(func.count())
         .select_from(AuditEvent)
@@ -199,6 +232,8 @@ async def test_second_account_cannot_link_the_same_family_and_is_audited(app, se
     )
     assert refused == 1
     assert (await session.get(Account, second.id)).beneficiary_id is None
+    assert await app.deliver_notices() == 1
+    assert "mencoba menghubungkan data KPM Anda" in (await first.last()).text
 
 
 async def test_cancel_leaves_any_step(app):

@@ -191,7 +191,7 @@ async def play_step(
             RedemptionDraft(
                 key=key, ewarong_code=WARUNG["code"], agent_telegram_id=8000 + number,
                 beneficiary_id=ids[family], lines=(BasketLine("beras", 1, total),),
-                agent_attested=True,
+                agent_attested=True, kks_month="2026-05", kks_cap=10**6,
             ),
         )  # fmt: skip
         family = next(name for name, id_ in ids.items() if id_ == draft.beneficiary_id)
@@ -228,6 +228,8 @@ async def play_step(
             event(f"reverse: {result}")
             if target.reversed:
                 assert result is shopping.ReversalResult.ALREADY
+            elif not target.open_dispute:  # only a sale under an open dispute is reversed
+                assert result is shopping.ReversalResult.NOT_DISPUTED
             else:
                 assert result is shopping.ReversalResult.REVERSED
                 target.reversed, target.open_dispute = True, False

@@ -34,10 +34,10 @@ from bot.services import shopping
 from bot.services.identity import Hasher
 from bot.services.imports import import_disbursement_records, records_from_dicts
 from bot.services.shopping import BasketLine, ConfirmOutcome, ConfirmResult, RedemptionDraft
-from models import Beneficiary, BpntWallet, LedgerEntry, Redemption, ShoppingCode
+from models import Beneficiary, BpntWallet, EWarong, LedgerEntry, Redemption, ShoppingCode
 from tests.conftest import TEST_SECRET
 from tests.registry import BUDI
-from tests.shopping_support import WARUNG, shopping_world
+from tests.shopping_support import OTHER_WARUNG, shopping_world
 
 NOW = datetime(2026, 5, 20, 3, 0, tzinfo=UTC)
 HASHER = Hasher(TEST_SECRET.encode())
@@ -72,12 +72,14 @@ def basket(
 ) -> RedemptionDraft:
     return RedemptionDraft(
         key=key,
-        ewarong_code=WARUNG["code"],
+        ewarong_code=OTHER_WARUNG["code"],  # Budi's regency (Kota Bandung)
         agent_telegram_id=agent,
         beneficiary_id=family,
         lines=(BasketLine("beras", 1, total),),
         shopping_code_id=code_id,
         agent_attested=code_id is None,
+        kks_month="2026-05",
+        kks_cap=CONFIRMATIONS,  # the cap is not what this race is about
     )
 
 
@@ -104,7 +106,8 @@ async def prepare_race(sessionmaker: async_sessionmaker[AsyncSession], family: i
         # The first code the real way: issued to the family, looked up at the counter.
         budi = await session.get(Beneficiary, family)
         issued = await shopping.issue_code(session, budi, HASHER, NOW)
-        found = await shopping.find_by_code(session, issued.code, HASHER, NOW)
+        ewarong = await session.get(EWarong, OTHER_WARUNG["code"])
+        found = await shopping.find_by_code(session, issued.code, HASHER, NOW, ewarong)
         assert found.shopping_code_id is not None
         code_ids.append(found.shopping_code_id)
         # The bot keeps one active code per family; more rows stand in for further visits,

@@ -409,9 +409,10 @@ async def test_reset_restores_the_demo_and_the_bot_keeps_answering(sandbox: Sand
         budi = SandboxUser(sandbox, client, "budi")
         await budi.send("/start")
         await budi.press("Hubungkan akun KPM")
-        await budi.press("Bagikan nomor HP saya")
+        await budi.press("Saya punya kode aktivasi")  # no phone in the registry
         await budi.send(budi_identity.nik)
-        replies = await budi.send(budi_identity.birth_date.strftime("%d-%m-%Y"))
+        assert budi_identity.activation_code
+        replies = await budi.send(budi_identity.activation_code)
         assert "Budi S***" in replies[-1].text
         assert await _linked_to(sandbox, BUDI.telegram_id) == "Budi Santoso"
         # Half-way through linking, in another chat: FSM state that must not survive.

@@ -133,23 +133,20 @@ async def test_unlinked_kpm_links_by_typing_and_buttons_then_sees_rupiah(
     await expect(budi.locator(".message.outgoing .sticker")).to_have_text("👍")
     asking = budi.locator(".message.incoming", has_text="Bagikan nomor HP saya")
     await expect(asking).to_have_count(2)  # asked again, politely
-    await reply_button(budi, "Bagikan nomor HP saya").click()
-    dialog = budi.locator(".dialog")
-    await expect(dialog).to_contain_text("+6281311223344")
-    await dialog.get_by_role("button", name="Bagikan", exact=True).click()
-    await expect(budi.locator(".message.outgoing .contact-card")).to_contain_text("+6281311223344")
-    await bot_says(budi, "Langkah 2 dari 3")
+    # No phone in the registry for Budi: NIK and the activation code from the village office.
+    await reply_button(budi, "Saya punya kode aktivasi").click()
+    await bot_says(budi, "Langkah 1 dari 2")
 
     identity = page.locator(".identity", has=page.get_by_text("Budi Santoso", exact=True))
     nik = await identity.locator('[data-field="nik"]').inner_text()
-    birth_date = await identity.locator('[data-field="birth_date"]').inner_text()
-    assert (nik, birth_date) == ("3578010903720001", "09-03-1972")
+    code = await identity.locator('[data-field="activation_code"]').inner_text()
+    assert nik == "3578010903720001" and len(code) == 11 and code[5] == "-"
     field = budi.locator(".composer-input")
     await field.press_sequentially(nik)
     await field.press("Enter")
-    await bot_says(budi, "Langkah 3 dari 3")
-    await identity.locator('[data-field="birth_date"]').click()  # fills the chat in use
-    await expect(field).to_have_value(birth_date)
+    await bot_says(budi, "Langkah 2 dari 2")
+    await identity.locator('[data-field="activation_code"]').click()  # fills the chat in use
+    await expect(field).to_have_value(code)
     await field.press("Enter")
     await bot_says(budi, "Budi S***")
 
@@ -364,7 +361,7 @@ async def test_agent_and_kpm_complete_a_redemption_side_by_side(
     await reply_button(siti, "Kode belanja").click()
     code_bubble = await bot_says(siti, "Kode belanja Anda")
     code = await code_bubble.locator("b, strong").first.inner_text()
-    assert code.isdigit() and len(code) == 6
+    assert code.replace(" ", "").isdigit() and len(code.replace(" ", "")) == 12
 
     await reply_button(agent, "Transaksi baru").click()
     await bot_says(agent, "kode belanja")

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from bot.services import shopping
 from bot.services.identity import Hasher
 from bot.services.shopping import BasketLine, ConfirmResult, LookupResult, RedemptionDraft
-from models import Beneficiary, BpntWallet, LedgerEntry, Redemption
+from models import Beneficiary, BpntWallet, EWarong, LedgerEntry, Redemption
 from tests.conftest import TEST_SECRET
 from tests.shopping_support import WARUNG, shopping_world
 
@@ -21,6 +21,12 @@ HASHER = Hasher(TEST_SECRET.encode())
 @pytest.fixture
 async def world(sessionmaker, tmp_path):  # type: ignore[no-untyped-def]
     return await shopping_world(sessionmaker, HASHER, tmp_path)
+
+
+async def warung(session) -> EWarong:  # type: ignore[no-untyped-def]
+    found = await session.get(EWarong, WARUNG["code"])
+    assert found is not None
+    return found
 
 
 def draft(
@@ -37,23 +43,25 @@ async def test_code_finds_the_family_once_and_a_new_code_voids_the_old(session, 
     first = await shopping.issue_code(session, siti, HASHER, NOW)
     second = await shopping.issue_code(session, siti, HASHER, NOW)
     assert first.code != second.code or first.code is not None
-    assert (await shopping.find_by_code(session, first.code, HASHER, NOW)).result in (
+    assert (
+        await shopping.find_by_code(session, first.code, HASHER, NOW, await warung(session))
+    ).result in (
         LookupResult.INVALID,
-        LookupResult.FOUND,  # the same 6 digits drawn twice: the new code
+        LookupResult.FOUND,  # the same 12 digits drawn twice: the new code
     )
-    found = await shopping.find_by_code(session, second.code, HASHER, NOW)
+    found = await shopping.find_by_code(session, second.code, HASHER, NOW, await warung(session))
     assert found.result is LookupResult.FOUND
     assert found.masked_name == "Siti A***" and found.balance == 400_000
     later = NOW + shopping.CODE_TTL + timedelta(seconds=1)
-    assert (await shopping.find_by_code(session, second.code, HASHER, later)).result is (
-        LookupResult.INVALID
-    )
+    assert (
+        await shopping.find_by_code(session, second.code, HASHER, later, await warung(session))
+    ).result is (LookupResult.INVALID)
 
 
 async def test_confirm_debits_once_per_key_and_consumes_the_code(session, world):
     siti = await session.get(Beneficiary, world["siti"])
     issued = await shopping.issue_code(session, siti, HASHER, NOW)
-    found = await shopping.find_by_code(session, issued.code, HASHER, NOW)
+    found = await shopping.find_by_code(session, issued.code, HASHER, NOW, await warung(session))
     outcome = await shopping.confirm(
         session, draft(siti.id, 150_000, code_id=found.shopping_code_id), NOW
     )
@@ -68,9 +76,9 @@ async def test_confirm_debits_once_per_key_and_consumes_the_code(session, world)
     )
     assert other_agent.result is ConfirmResult.ALREADY_CONFIRMED
     assert (await shopping.wallet_state(session, siti.id))[0] == 250_000
-    assert (await shopping.find_by_code(session, issued.code, HASHER, NOW)).result is (
-        LookupResult.INVALID
-    )
+    assert (
+        await shopping.find_by_code(session, issued.code, HASHER, NOW, await warung(session))
+    ).result is (LookupResult.INVALID)
 
 
 async def test_confirm_cannot_overdraw(session, world):
@@ -86,9 +94,11 @@ async def test_locked_family_gets_nothing_through(session, world):
     assert (await shopping.issue_code(session, siti, HASHER, NOW)).result is (
         shopping.CodeResult.NOT_PROCESSABLE
     )
-    assert (await shopping.find_by_kks(session, "5264221234567890", HASHER)).result is (
-        LookupResult.NOT_PROCESSABLE
-    )
+    by_card = await shopping.find_by_kks(
+        session, HASHER.kks("5264221234567890"), "0003", await warung(session), agent=9001,
+        now=NOW, monthly_cap=2,
+    )  # fmt: skip
+    assert by_card.result is LookupResult.NOT_PROCESSABLE
     assert (await shopping.confirm(session, draft(siti.id, 1000), NOW)).result is (
         ConfirmResult.NOT_PROCESSABLE
     )
@@ -173,6 +183,7 @@ async def test_a_rolled_back_confirmation_leaves_no_trace(sessionmaker, world):
 async def test_a_reversed_transaction_cannot_be_disputed_into_a_freeze(session, world):
     siti = world["siti"]
     redemption = (await shopping.confirm(session, draft(siti, 5_000), NOW)).redemption
+    await shopping.dispute(session, redemption.id, siti, 5, NOW)
     await shopping.reverse(session, redemption.id, admin=1, reason="salah input", now=NOW)
     assert await shopping.dispute(session, redemption.id, siti, 5, NOW) is (
         shopping.DisputeResult.ALREADY

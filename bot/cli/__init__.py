@@ -13,12 +13,14 @@ app = typer.Typer(
 
 # Command modules register themselves on import.
 from bot.cli import (  # noqa: E402,F401
+    accounts,
     admin,
     broadcast,
     data,
     napza,
     operations,
     reports,
+    revocation,
     runtime,
     sandbox,
 )

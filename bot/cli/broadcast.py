@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.cli import app
 from bot.cli.data import _console, _with_database
-from bot.settings import Settings
+from bot.settings import load_settings
 
 broadcast_app = typer.Typer(help="Broadcasts to KPM, agents and partners.", no_args_is_help=True)
 app.add_typer(broadcast_app, name="broadcast")
@@ -33,7 +33,7 @@ def broadcast_status(
     from handlers.broadcast_notify import progress_text
     from models import Broadcast, BroadcastFailure
 
-    settings = Settings()
+    settings = load_settings()
     locale = lang or settings.default_locale
     i18n = create_i18n(settings)
 

@@ -27,7 +27,7 @@ from bot.services.regions import (
     region_count,
     zone_abbreviation,
 )
-from bot.settings import Settings
+from bot.settings import load_settings
 from models import Base
 
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
@@ -58,7 +58,7 @@ async def _tables_exist(sessionmaker: async_sessionmaker[AsyncSession]) -> bool:
 
 async def _with_database(work: Work[T]) -> T:
     """Run `work` with a session factory for DATABASE_URL; exit with a hint if unmigrated."""
-    engine = create_engine(Settings().database_url)
+    engine = create_engine(load_settings().database_url)
     try:
         sessionmaker = create_sessionmaker(engine)
         if not await _tables_exist(sessionmaker):
@@ -85,7 +85,7 @@ def progress_bar(console: Console, label: str) -> Iterator[Callable[[int, int], 
 
 def _hasher() -> Hasher:
     """The NIK/phone/KKS hasher keyed by SECRET_KEY."""
-    return Hasher(Settings().resolved_secret_key())
+    return Hasher(load_settings().resolved_secret_key())
 
 
 def print_report(console: Console, report: ImportReport, what: str) -> None:
@@ -112,7 +112,7 @@ def print_report(console: Console, report: ImportReport, what: str) -> None:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the database schema to the latest version."""
-    upgrade_database(Settings().database_url)
+    upgrade_database(load_settings().database_url)
     _console().print("[green]Database is up to date.[/green]")
 
 
@@ -190,6 +190,7 @@ def demo_table(identities: list[DemoIdentity]) -> Table:
     table.add_column("name")
     table.add_column("birth date", no_wrap=True)
     table.add_column("phone", no_wrap=True)
+    table.add_column("activation code", no_wrap=True)
     table.add_column("programs", no_wrap=True)
     table.add_column("village")
     for person in identities:
@@ -198,6 +199,7 @@ def demo_table(identities: list[DemoIdentity]) -> Table:
             person.name,
             person.birth_date.strftime("%d-%m-%Y"),
             person.phone or "-",
+            person.activation_code or "-",
             " + ".join(person.programs),
             f"{person.village_name} ({zone_abbreviation(person.village_code)})",
         )

@@ -21,7 +21,7 @@ from bot.cli.data import (
 from bot.services import napza
 from bot.services.imports import ImportReport
 from bot.services.partners import import_partners
-from bot.settings import Settings
+from bot.settings import Settings, load_settings
 from models.base import utcnow
 
 
@@ -39,8 +39,9 @@ def import_partners_command(file: FileArgument) -> None:
 
 @app.command("purge")
 def purge_command() -> None:
-    """Drop the note and relayed chat of Napza requests closed longer than NAPZA_RETENTION_DAYS."""
-    settings = Settings()
+    """Apply NAPZA_RETENTION_DAYS: close open requests idle that long ("no activity"), then
+    drop the note and relayed chat of requests with no activity for that long."""
+    settings = load_settings()
     retention = timedelta(days=settings.napza_retention_days)
 
     async def work(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
@@ -49,8 +50,8 @@ def purge_command() -> None:
 
     count = asyncio.run(_with_database(work))
     _console().print(
-        f"[green]Purged {count} closed Napza request(s)[/green] "
-        f"(older than {settings.napza_retention_days} days)."
+        f"[green]Purged {count} Napza request(s)[/green] "
+        f"(no activity for {settings.napza_retention_days} days)."
     )
 
 
@@ -74,7 +75,7 @@ def worker_command() -> None:
     """Run the background worker: broadcast delivery, Napza SLA escalation and purge."""
     from bot.runtime import NO_TOKEN_HELP, configure_logging
 
-    settings = Settings()
+    settings = load_settings()
     if not settings.bot_token:
         typer.echo(NO_TOKEN_HELP, err=True)
         raise typer.Exit(code=2)

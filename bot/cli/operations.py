@@ -21,6 +21,7 @@ from bot.cli.data import (
     print_report,
     progress_bar,
 )
+from bot.services import revocation
 from bot.services.ewarongs import get_ewarong, import_ewarongs
 from bot.services.imports import ImportReport
 from bot.services.invites import (
@@ -30,10 +31,10 @@ from bot.services.invites import (
     InviteError,
     create_invite,
     deep_link,
-    remove_role,
 )
 from bot.services.regions import timezone_for, zone_abbreviation
-from bot.settings import Settings
+from bot.services.revocation import Revoked
+from bot.settings import Settings, load_settings
 from models.base import utcnow
 
 invite_app = typer.Typer(
@@ -116,7 +117,7 @@ def _bot_username(console: Console, given: str | None) -> str | None:
     """--bot-username, else getMe with BOT_TOKEN, else None (with the reason printed)."""
     if given:
         return given.strip().removeprefix("@")
-    settings = Settings()
+    settings = load_settings()
     if not settings.bot_token:
         console.print("BOT_TOKEN is not set, so the bot's username is unknown.")
         return None
@@ -199,7 +200,10 @@ def agent_remove(
 
     async def work(sessionmaker: async_sessionmaker[AsyncSession]) -> bool:
         async with sessionmaker() as session, session.begin():
-            return await remove_role(session, telegram_id, ROLE_AGENT, ewarong_code, actor=None)
+            result = await revocation.remove_agent(
+                session, telegram_id, ewarong_code, utcnow(), actor=None
+            )
+            return result is Revoked.DONE
 
     if not asyncio.run(_with_database(work)):
         console.print(f"[red]{telegram_id} is not an agent of e-Warong {ewarong_code}.[/red]")

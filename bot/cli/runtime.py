@@ -8,13 +8,13 @@ import typer
 
 from bot.cli import app
 from bot.runtime import NO_TOKEN_HELP, configure_logging, run_polling, run_webhook
-from bot.settings import Settings
+from bot.settings import load_settings
 
 
 @app.command()
 def run() -> None:
     """Run the bot with long polling (migrates an embedded SQLite database first)."""
-    settings = Settings()
+    settings = load_settings()
     if not settings.bot_token:
         typer.echo(NO_TOKEN_HELP, err=True)
         raise typer.Exit(code=2)
@@ -25,7 +25,7 @@ def run() -> None:
 @app.command()
 def webhook() -> None:
     """Serve Telegram's webhook (WEBHOOK_URL, WEBHOOK_SECRET) with /healthz."""
-    settings = Settings()
+    settings = load_settings()
     if not settings.bot_token:
         typer.echo(NO_TOKEN_HELP, err=True)
         raise typer.Exit(code=2)

@@ -1,5 +1,5 @@
 """Update middlewares, in the order the dispatcher factory registers them:
 
-private chats only → dedup → database session → account → locale → error reply →
-throttle → handlers.
+private chats only → dedup → throttle → database session → account → locale →
+error reply → handlers.
 """

@@ -1,4 +1,9 @@
-"""Per-user throttling: past a burst of updates in a short window, updates are dropped."""
+"""Per-user throttling: past a burst of updates in a short window, updates are dropped.
+
+It runs right after the private-chat and de-duplication guards, before the database
+session and the account are loaded, so a flood of updates costs no SQL; the one notice
+is written in the language Telegram reports for the user (the account is not read).
+"""
 
 from __future__ import annotations
 
@@ -9,16 +14,19 @@ from typing import Any
 from aiogram import BaseMiddleware, Bot
 from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.types import TelegramObject, Update, User
+from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from bot.kv import KeyValueStore
+from bot.services.accounts import locale_for
 
 log = logging.getLogger(__name__)
 
 
 class ThrottleMiddleware(BaseMiddleware):
-    def __init__(self, store: KeyValueStore, burst: int, window: float) -> None:
+    def __init__(self, store: KeyValueStore, burst: int, window: float, i18n: I18n) -> None:
         self.store = store
+        self.i18n = i18n
         self.burst = burst
         self.window = window
 
@@ -40,7 +48,9 @@ class ThrottleMiddleware(BaseMiddleware):
         return UNHANDLED
 
     async def _tell(self, bot: Bot, event: TelegramObject, user: User) -> None:
-        text = _("You are sending messages too fast. Please wait a few seconds.")
+        locale = locale_for(None, user.language_code, self.i18n.default_locale)
+        with self.i18n.context(), self.i18n.use_locale(locale):
+            text = _("You are sending messages too fast. Please wait a few seconds.")
         if isinstance(event, Update) and event.callback_query is not None:
             await event.callback_query.answer(text, show_alert=True)
         else:

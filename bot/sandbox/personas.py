@@ -183,7 +183,7 @@ PERSONAS: tuple[Persona, ...] = (
         first_name="Budi",
         last_name="Santoso",
         language_code="id",
-        # The registry has no phone for Budi: any own number links.
+        # The registry has no phone for Budi: he links with NIK and his activation code.
         phone_number="+6281311223344",
         description_id="KPM, belum terhubung (BPNT, Surabaya)",
         description_en="KPM, not linked yet (BPNT, Surabaya)",

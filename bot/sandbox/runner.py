@@ -20,7 +20,7 @@ import asyncio
 import ipaddress
 import logging
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +49,7 @@ from bot.services import demo
 from bot.services.demo import DemoIdentity, generate_demo
 from bot.services.identity import Hasher
 from bot.services.regions import REGION_DATA_DIR, import_regions, region_count
-from bot.settings import DEFAULT_DATABASE_URL, Settings
+from bot.settings import DEFAULT_DATABASE_URL, Settings, load_settings
 from models import Base, Beneficiary
 
 if TYPE_CHECKING:
@@ -120,7 +120,7 @@ def _check_not_production(database_url: str) -> None:
     """Refuse the production database: a reset would wipe its registry."""
     path = _sqlite_file(database_url)
     production = {_sqlite_file(DEFAULT_DATABASE_URL)}
-    configured = Settings().database_url
+    configured = load_settings().database_url
     if make_url(configured).get_backend_name() == "sqlite":
         try:
             production.add(_sqlite_file(configured))
@@ -307,7 +307,7 @@ class Sandbox:
         if self.secret_key:
             values["secret_key"] = self.secret_key
         values.update(self.settings_overrides)
-        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+        return load_settings(_env_file=None, **values)
 
     def _hasher(self) -> Hasher:
         assert self.settings is not None
@@ -377,20 +377,15 @@ class Sandbox:
                 )
         finally:
             await engine.dispose()
-        return [
-            DemoIdentity(
-                nik=family.nik,
-                name=family.name,
-                birth_date=family.birth_date,
-                phone=family.phone,
-                programs=family.programs,
-                village_code=family.village_code,
-                village_name=names.get(family.village_code, family.village_code),
-                kks_number=family.kks_number,
+        present = [family for nik_hash, family in wanted.items() if nik_hash in found]
+        engine, sessionmaker = self._database()
+        try:  # the codes of a sandbox kept from an earlier run may have expired or been used
+            await demo.ensure_activation_codes(
+                sessionmaker, hasher, present, self.seed, datetime.now(UTC)
             )
-            for nik_hash, family in wanted.items()
-            if nik_hash in found
-        ]
+        finally:
+            await engine.dispose()
+        return [demo.identity_of(family, names, self.seed) for family in present]
 
     async def _wipe_database(self) -> None:
         """Empty every table except the reference data (regions, PKH rates)."""

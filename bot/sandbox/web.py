@@ -306,6 +306,7 @@ class WebChat:
                 "name": person.name,
                 "birth_date": person.birth_date.strftime("%d-%m-%Y"),
                 "phone": person.phone,
+                "activation_code": person.activation_code,
                 "programs": list(person.programs),
                 "village": person.village_name,
                 "zone": zone_abbreviation(person.village_code),

@@ -2,27 +2,43 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+import re
+
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.services import audit
-from models import Account, AccountRole, Beneficiary, ShoppingCode
+from bot.services import audit, outbox, shopping
+from models import Account, AccountRole, Beneficiary
 from models.base import utcnow
 
 SUPPORTED_LOCALES = ("id", "en")
+LANGUAGE_CODE_MAX = 16  # the accounts.language_code column
+LANGUAGE_TAG_RE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*")
 
 
 async def get_or_create(
     session: AsyncSession, telegram_id: int, language_code: str | None
 ) -> Account:
-    """The account of `telegram_id`, created on first contact; remembers Telegram's language."""
+    """The account of `telegram_id`, created on first contact; remembers Telegram's language.
+
+    Telegram's language_code is an IETF language tag ("en", "pt-br", "zh-hans"); anything
+    else, or a tag longer than the 16-character column, is remembered as None (the user
+    is answered in the default language). A missing one leaves the last one seen.
+    """
+    tag = (
+        language_code
+        if isinstance(language_code, str)
+        and len(language_code) <= LANGUAGE_CODE_MAX
+        and LANGUAGE_TAG_RE.fullmatch(language_code)
+        else None
+    )
     account = await session.get(Account, telegram_id)
     if account is None:
-        account = Account(telegram_id=telegram_id, language_code=language_code, roles=[])
+        account = Account(telegram_id=telegram_id, language_code=tag, roles=[])
         session.add(account)
         await session.flush()
-    elif language_code and account.language_code != language_code:
-        account.language_code = language_code
+    elif language_code and account.language_code != tag:
+        account.language_code = tag
     return account
 
 
@@ -51,20 +67,20 @@ async def linked_beneficiary(session: AsyncSession, account: Account) -> Benefic
 async def erase(session: AsyncSession, account: Account) -> bool:
     """Unlink the account and delete what the bot holds about this Telegram user.
 
-    Registry data (the beneficiary, disbursements, ledger) stays; the audit trail
-    keeps that an erasure happened. Returns False when there was nothing to erase.
+    That includes Napza: open requests are cancelled, and every request's note, relayed
+    chat and requester id are dropped (`napza.erase_requester`; call it first to get the
+    cancelled requests, e.g. to tell the partner staff). Registry data (the beneficiary,
+    disbursements, ledger) stays; the audit trail keeps that an erasure happened.
+    Returns False when there was no link to erase.
     """
+    from bot.services import napza  # napza imports this module
+
+    now = utcnow()
+    await napza.erase_requester(session, account.telegram_id, now)
+    await outbox.drop_for(session, account.telegram_id, now)
     had_link = account.beneficiary_id is not None
     if had_link:  # a code shown on a lost phone must not stay usable
-        await session.execute(
-            update(ShoppingCode)
-            .where(
-                ShoppingCode.beneficiary_id == account.beneficiary_id,
-                ShoppingCode.used_at.is_(None),
-                ShoppingCode.voided_at.is_(None),
-            )
-            .values(voided_at=utcnow())
-        )
+        await shopping.void_codes(session, account.beneficiary_id, now)
     await audit.record(
         session,
         "account.erased",

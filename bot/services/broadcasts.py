@@ -154,16 +154,12 @@ def _region_filter(audience: Audience) -> ColumnElement[bool] | None:
             )
         )
     if role == "partner" and prefix:
-        # A partner whose coverage overlaps the region serves people in it.
-        conditions.append(
-            exists().where(
-                PartnerCoverage.partner_code == AccountRole.scope,
-                or_(
-                    PartnerCoverage.prefix.startswith(prefix, autoescape=True),
-                    literal(prefix).startswith(PartnerCoverage.prefix),
-                ),
-            )
-        )
+        # Only partners whose whole coverage lies inside the region: a regional admin
+        # speaks for the region, not to a national or province-wide organisation.
+        inside = PartnerCoverage.prefix.startswith(prefix, autoescape=True)
+        of_partner = PartnerCoverage.partner_code == AccountRole.scope
+        conditions.append(exists().where(of_partner, inside))
+        conditions.append(~exists().where(of_partner, ~inside))
     return exists().where(*conditions)
 
 

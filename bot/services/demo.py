@@ -12,15 +12,17 @@ structurally valid (province/regency/district of their village, birth date,
 from __future__ import annotations
 
 import calendar
+import hashlib
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 from faker import Faker
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.services import activation
 from bot.services.ewarongs import import_ewarong_records
 from bot.services.identity import Hasher
 from bot.services.imports import (
@@ -30,9 +32,10 @@ from bot.services.imports import (
     records_from_dicts,
 )
 from bot.services.partners import import_partner_records
-from models import PkhComponentRate, Region
+from models import ActivationCode, Beneficiary, PkhComponentRate, Region
 
 BPNT_MONTHLY = 200_000
+DEMO_ACTIVATION_TTL = timedelta(days=365)
 
 # Province code -> weight: mostly Java, some Sumatra, WITA (73, 51, 53, 64) and WIT (91, 94).
 DEMO_PROVINCES: dict[str, int] = {
@@ -59,6 +62,8 @@ class DemoIdentity:
     village_code: str
     village_name: str
     kks_number: str | None = None
+    # Families without a registry phone link with this (a real one comes on paper).
+    activation_code: str | None = None
 
 
 @dataclass
@@ -81,7 +86,7 @@ FIXED_FAMILIES: tuple[DemoFamily, ...] = (
         "3204105507850003", "Siti Aminah", date(1985, 7, 15), "081234567890",
         "5264221234567890", "32.04.10.2001", ("PKH", "BPNT"), {"anak_sd": 2, "lansia": 1},
     ),
-    # BPNT only, no phone in the registry (links by NIK + birth date only).
+    # BPNT only, no phone in the registry (links by NIK + activation code).
     DemoFamily(
         "3578010903720001", "Budi Santoso", date(1972, 3, 9), None,
         "5264221234560001", "35.78.01.1002", ("BPNT",), {},
@@ -295,7 +300,43 @@ def _check(report: ImportReport, what: str) -> None:
         raise DemoError(f"generated {what} rejected: line {first.line}: {first.reason}")
 
 
-def _identity(family: DemoFamily, village_names: dict[str, str]) -> DemoIdentity:
+def demo_activation_code(seed: int, nik: str) -> str:
+    """The demo family's activation code, the same on every run of this seed (a sandbox
+    that restarts shows codes that still work; real codes are random)."""
+    digest = hashlib.sha256(f"demo-activation:{seed}:{nik}".encode()).digest()
+    alphabet = activation.ALPHABET
+    return "".join(alphabet[byte % len(alphabet)] for byte in digest[: activation.LENGTH])
+
+
+async def ensure_activation_codes(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    hasher: Hasher,
+    families: Sequence[DemoFamily],
+    seed: int,
+    now: datetime,
+) -> None:
+    """A live activation code for each phone-less demo family (replacing an expired or
+    used one, so a sandbox kept from an earlier run still shows codes that work)."""
+    async with sessionmaker() as session, session.begin():
+        for family in families:
+            if family.phone is not None:
+                continue
+            beneficiary_id = await session.scalar(
+                select(Beneficiary.id).where(Beneficiary.nik_hash == hasher.nik(family.nik))
+            )
+            if beneficiary_id is None:
+                continue
+            digest = activation.code_hash(hasher, demo_activation_code(seed, family.nik))
+            await session.execute(delete(ActivationCode).where(ActivationCode.code_hash == digest))
+            session.add(
+                ActivationCode(
+                    beneficiary_id=beneficiary_id, code_hash=digest, created_at=now,
+                    expires_at=now + DEMO_ACTIVATION_TTL,
+                )
+            )  # fmt: skip
+
+
+def identity_of(family: DemoFamily, village_names: dict[str, str], seed: int) -> DemoIdentity:
     """The printable identity of a family."""
     return DemoIdentity(
         nik=family.nik,
@@ -304,8 +345,13 @@ def _identity(family: DemoFamily, village_names: dict[str, str]) -> DemoIdentity
         phone=family.phone,
         programs=family.programs,
         village_code=family.village_code,
-        village_name=village_names[family.village_code],
+        village_name=village_names.get(family.village_code, family.village_code),
         kks_number=family.kks_number,
+        activation_code=(
+            activation.shown(demo_activation_code(seed, family.nik))
+            if family.phone is None
+            else None
+        ),
     )
 
 
@@ -361,4 +407,5 @@ async def generate_demo(
     _check(report, "e-Warongs")
     report = await import_partner_records(sessionmaker, records_from_dicts(list(DEMO_PARTNERS)))
     _check(report, "partners")
-    return [_identity(family, names) for family in chosen]
+    await ensure_activation_codes(sessionmaker, hasher, chosen, seed, datetime.now(UTC))
+    return [identity_of(family, names, seed) for family in chosen]

@@ -65,9 +65,11 @@ from sqlalchemy.sql import ColumnElement
 
 from bot.services.identity import KKS_RE, Hasher, NikProblem, nik_problem, normalize_phone
 from bot.services.regions import VILLAGE_CODE_RE
+from bot.services.text import NUL
 from bot.services.wallet import BPNT, CREDIT, CREDITED_STATUS, credit_due, sync_disbursement_credits
 from models import Beneficiary, BpntWallet, Disbursement, LedgerEntry, PkhComponent, Region
 from models.base import UtcDateTime, utcnow
+from models.disbursement import UNDATED_STATUSES
 
 Progress = Callable[[int, int], None]
 log = logging.getLogger(__name__)
@@ -94,6 +96,9 @@ PKH_COMPONENTS = (
     "lansia",
 )
 STATUSES = ("ditetapkan", "diproses", "disalurkan", "gagal")
+# A date is required once a disbursement is paid or failed; approved (ditetapkan) and at
+# the bank (diproses) rows often have none yet (models.disbursement.UNDATED_STATUSES).
+DATED_STATUSES = tuple(status for status in STATUSES if status not in UNDATED_STATUSES)
 PERIOD_RES = {
     "PKH": re.compile(r"^\d{4}-T[1-4]$"),
     "BPNT": re.compile(r"^\d{4}-(0[1-9]|1[0-2])$"),
@@ -105,6 +110,8 @@ BATCH_SIZE = 1000  # rows per statement (e-Warong and partner imports)
 STAGE_BATCH = 20_000  # rows read, checked and staged at a time (bounds the memory)
 MAX_ERRORS = 1000  # errors kept in a report (the earliest lines); the rest are counted
 ISO_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+ASCII_DIGITS_RE = re.compile(r"^[0-9]+$")
+COMPONENT_COUNT_MAX = 99  # members of one family in one component
 # Indonesian mobile numbers typed as 08..., 628... or +628...: valid by the mobile
 # pattern of phonenumbers' metadata for ID (`8[1-35-9]\d{7,10}`), so they skip the
 # (slow) full parse; tests check that this agrees with `normalize_phone`.
@@ -241,7 +248,7 @@ def parse_csv_text(text: str, columns: Sequence[str]) -> tuple[list[Record], lis
     """Rows of a CSV text whose header must be exactly `columns`, with their line numbers."""
     errors = BoundedErrors(columns, limit=10**9)
     reader = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""))
-    rows = list(csv_rows(reader, columns, errors))
+    rows = list(csv_rows(reader, columns, errors, nul=NUL in text))
     return [(line, dict(zip(columns, fields, strict=True))) for line, fields in rows], errors.items
 
 
@@ -256,30 +263,81 @@ def read_csv(path: Path, columns: Sequence[str]) -> tuple[list[Record], list[Row
     return parse_csv_text(text, columns)
 
 
-def csv_rows(reader: Any, columns: Sequence[str], errors: BoundedErrors) -> Iterator[Row]:
-    """The rows of a csv.reader after checking the header; blank lines are skipped."""
-    header = next(reader, None)
-    if header is None:
-        errors.add(1, None, "empty file: a header line is required")
-        return
-    if [cell.strip().lower() for cell in header] != list(columns):
-        errors.add(1, None, f"header must be: {','.join(columns)}")
-        return
-    width = len(columns)
-    for fields in reader:
-        if len(fields) == width and (fields[0].strip() or any(cell.strip() for cell in fields)):
-            yield reader.line_num, fields
-        elif any(cell.strip() for cell in fields):
-            errors.add(reader.line_num, None, f"expected {width} fields, found {len(fields)}")
+def csv_rows(
+    reader: Any, columns: Sequence[str], errors: BoundedErrors, *, nul: bool = True
+) -> Iterator[Row]:
+    """The rows of a csv.reader after checking the header; blank lines are skipped.
+
+    Every importer reads through here, so a malformed file is a row error with its line,
+    never an exception: a cell holding NUL (PostgreSQL's text cannot store one) is
+    reported and yielded without it, so the row's other rules are still checked; text
+    the csv module cannot split (a cell over its size limit, usually a quote that is
+    never closed) is reported at the line where that row starts, and reading stops.
+    `nul=False` skips the NUL check when the caller knows the text has none."""
+    line = 0  # the last line read whole: a row that cannot be read starts after it
+    try:
+        header = next(reader, None)
+        if header is None:
+            errors.add(1, None, "empty file: a header line is required")
+            return
+        if [cell.strip().lower() for cell in header] != list(columns):
+            errors.add(1, None, f"header must be: {','.join(columns)}")
+            return
+        width = len(columns)
+        line = reader.line_num
+        for fields in reader:
+            line = reader.line_num
+            if len(fields) == width and (fields[0].strip() or any(cell.strip() for cell in fields)):
+                if nul and any(NUL in cell for cell in fields):
+                    fields = _without_nul(line, columns, fields, errors)
+                yield line, fields
+            elif any(cell.strip() for cell in fields):
+                errors.add(line, None, f"expected {width} fields, found {len(fields)}")
+    except csv.Error as error:
+        errors.add(line + 1, None, csv_problem(error))
+
+
+def _without_nul(
+    line: int, columns: Sequence[str], fields: list[str], errors: BoundedErrors
+) -> list[str]:
+    """Report each cell holding NUL (as the other importers word control characters)."""
+    for column, cell in zip(columns, fields, strict=True):
+        if NUL in cell:
+            errors.add(line, column, f"{column}: contains control characters")
+    return [cell.replace(NUL, "") for cell in fields]
+
+
+def csv_problem(error: csv.Error) -> str:
+    """Why the csv module could not split the text, for a report (never the cell itself)."""
+    if "field larger than field limit" in str(error):
+        return (
+            f"a field is longer than {csv.field_size_limit()} characters (is a closing quote"
+            " missing?); the file was not read further"
+        )
+    return f"not valid CSV ({error}); the file was not read further"
 
 
 def stream_csv(path: Path, columns: Sequence[str], errors: BoundedErrors) -> Iterator[Row]:
     """The rows of a UTF-8 CSV file, read lazily; a file that is not UTF-8 stops the import."""
+    nul = file_contains(path, NUL.encode())
     try:
         with open(path, encoding="utf-8-sig", newline="") as handle:
-            yield from csv_rows(csv.reader(handle), columns, errors)
+            yield from csv_rows(csv.reader(handle), columns, errors, nul=nul)
     except UnicodeDecodeError:
         errors.stop(first_undecodable_line(path), "not UTF-8 text")
+
+
+def file_contains(path: Path, needle: bytes, chunk_size: int = 1 << 20) -> bool:
+    """Whether the file holds the byte string (one byte, or short: chunks overlap by it)."""
+    keep = len(needle) - 1
+    pending = b""
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            data = pending + chunk
+            if needle in data:
+                return True
+            pending = data[-keep:] if keep else b""
+    return False
 
 
 def first_undecodable_line(path: Path, chunk_size: int = 1 << 20) -> int:
@@ -367,9 +425,12 @@ def parse_amount(text: str) -> tuple[int | None, str | None]:
         return None, "amount: must be positive"
     if re.search(r"[.,]", text):
         return None, "amount: must be whole rupiah without decimals or separators"
-    if not text.isdigit():
+    if not ASCII_DIGITS_RE.match(text):  # str.isdigit() also passes "²", which int() refuses
         return None, "amount: not a whole number"
-    value = int(text)
+    digits = text.lstrip("0") or "0"
+    if len(digits) > len(str(AMOUNT_MAX)):  # and int() of thousands of digits raises
+        return None, "amount: too large"
+    value = int(digits)
     if value <= 0:
         return None, "amount: must be positive"
     if value > AMOUNT_MAX:
@@ -397,11 +458,15 @@ def parse_components(text: str) -> tuple[dict[str, int], str | None]:
         key = key.lower()
         if key not in PKH_COMPONENTS:
             return {}, f"pkh_components: unknown component (allowed: {', '.join(PKH_COMPONENTS)})"
-        if not colon or not count.isdigit() or int(count) <= 0:
+        # ASCII digits only: str.isdigit() also passes "²", which int() refuses.
+        digits = count.lstrip("0") if colon and ASCII_DIGITS_RE.match(count) else ""
+        if not digits:  # not a whole number, or zero
             return {}, f"pkh_components: {key} needs a positive whole count (key:count)"
+        if len(digits) > len(str(COMPONENT_COUNT_MAX)) or int(digits) > COMPONENT_COUNT_MAX:
+            return {}, f"pkh_components: {key} count is over {COMPONENT_COUNT_MAX}"
         if key in counts:
             return {}, f"pkh_components: {key} is listed twice"
-        counts[key] = int(count)
+        counts[key] = int(digits)
     return counts, None
 
 
@@ -1117,9 +1182,12 @@ class _DisbursementChecker:
         status = status.strip().lower()
         if status not in STATUSES:
             errors.add(line, "status", f"status: must be one of {', '.join(STATUSES)}")
-        when = self.dates[when_text.strip()]
-        if when is None:
+        when_text = when_text.strip()
+        when = self.dates[when_text] if when_text else None
+        if when_text and when is None:
             errors.add(line, "date", "date: not a valid date (YYYY-MM-DD)")
+        elif not when_text and status in DATED_STATUSES:
+            errors.add(line, "date", f"date: required when status is {status} (YYYY-MM-DD)")
         if errors.count > before:
             return nik_hash, None
         return nik_hash, [line, 0, program, period, amount, status, when, SAME]

@@ -22,8 +22,14 @@ parallel workers split the work instead of queueing. No savepoints are used.
 Privacy. Partners never see the requester's Telegram id; a request is visible
 only to the partner it is offered to or owned by (and to admins of its region),
 and every view, refused view and action is audited. Audit details never hold the
-note or relayed text. Closed and cancelled requests lose their note and relay
-transcript after the retention period (`purge`).
+note or relayed text.
+
+Retention counts from `last_activity_at` (creation, every offer, accept, relayed
+message, escalation, cancel and close). `purge` first closes open requests with no
+activity for the retention period (outcome "tidak_ada_aktivitas"), then drops the
+note and relay transcript of every finished request whose last activity is that old.
+`erase_requester` ("Hapus data saya") cancels the requester's open requests and drops
+the note, the transcript and the requester's Telegram id of all their requests at once.
 
 No function here commits: the caller owns the transaction.
 """
@@ -60,7 +66,12 @@ from models import (
 FOR_WHOM = ("self", "family")
 AGE_GROUPS = ("under_18", "18_25", "26_40", "over_40")
 HELP_TYPES = ("konseling", "rawat_jalan", "rawat_inap", "informasi")
-OUTCOMES = ("dirujuk", "rawat_jalan", "rawat_inap", "tidak_dapat_dihubungi", "selesai")
+NO_ACTIVITY = "tidak_ada_aktivitas"  # closed by `purge`, never chosen by a person
+OUTCOMES = (
+    "dirujuk", "rawat_jalan", "rawat_inap", "tidak_dapat_dihubungi", "selesai", NO_ACTIVITY,
+)  # fmt: skip
+# The outcomes partner staff and admins choose from when they close a case.
+CHOSEN_OUTCOMES = tuple(outcome for outcome in OUTCOMES if outcome != NO_ACTIVITY)
 NOTE_MAX = 500
 RELAY_MAX = 2000
 
@@ -389,10 +400,14 @@ async def _move_on(
             "partner_code": code,
             "offered_at": now,
             "sla_due_at": now + sla.for_request(current.urgent),
+            "last_activity_at": now,
         }
     else:
         code = None
-        values = {"status": ESCALATED, "partner_code": None, "offered_at": None, "sla_due_at": None}
+        values = {
+            "status": ESCALATED, "partner_code": None, "offered_at": None, "sla_due_at": None,
+            "last_activity_at": now,
+        }  # fmt: skip
     moved = await session.execute(
         update(HelpRequest)
         .where(*guard)
@@ -493,6 +508,7 @@ async def create_request(
         consent_at=now,
         status=ROUTING,
         created_at=now,
+        last_activity_at=now,
     )
     nexts = await candidates(session, answers.region_code)
     if nexts:
@@ -592,7 +608,13 @@ async def accept(
             HelpRequest.status == ROUTING,
             HelpRequest.partner_code == partner_code,
         )
-        .values(status=ACCEPTED, accepted_by=staff_id, accepted_at=now, sla_due_at=None)
+        .values(
+            status=ACCEPTED,
+            accepted_by=staff_id,
+            accepted_at=now,
+            sla_due_at=None,
+            last_activity_at=now,
+        )
         .execution_options(synchronize_session=False)
     )
     request = await _fresh(session, request_id)
@@ -775,7 +797,7 @@ async def close(
                 HelpRequest.status == ACCEPTED,
                 HelpRequest.partner_code == partner_code,
             )
-            .values(status=CLOSED, outcome=outcome, closed_at=now)
+            .values(status=CLOSED, outcome=outcome, closed_at=now, last_activity_at=now)
             .execution_options(synchronize_session=False)
         )
     if closed is None or _rowcount(closed) != 1:
@@ -816,7 +838,7 @@ async def close_escalated(
     closed = await session.execute(
         update(HelpRequest)
         .where(HelpRequest.id == request_id, HelpRequest.status == ESCALATED)
-        .values(status=CLOSED, outcome=outcome, closed_at=now)
+        .values(status=CLOSED, outcome=outcome, closed_at=now, last_activity_at=now)
         .execution_options(synchronize_session=False)
     )
     if _rowcount(closed) != 1:
@@ -887,7 +909,7 @@ async def cancel(
             HelpRequest.requester_telegram_id == requester_telegram_id,
             HelpRequest.status.in_(CANCELLABLE),
         )
-        .values(status=CANCELLED, closed_at=now, sla_due_at=None)
+        .values(status=CANCELLED, closed_at=now, sla_due_at=None, last_activity_at=now)
         .execution_options(synchronize_session=False)
     )
     if _rowcount(done) != 1:
@@ -932,6 +954,8 @@ async def add_relay(
     request = await _fresh(session, request_id)
     if request is None or request.status != ACCEPTED or request.partner_code is None:
         return None
+    if request.requester_telegram_id is None:  # erased: nobody to talk to any more
+        return None
     # Only current staff of the owning partner may write, and only to a staff member
     # who is still there: a removed member neither sends nor receives.
     if sender == "partner" and (
@@ -943,6 +967,12 @@ async def add_relay(
     ):
         return None
     session.add(RelayMessage(request_id=request_id, sender=sender, text=text, created_at=now))
+    await session.execute(
+        update(HelpRequest)
+        .where(HelpRequest.id == request_id)
+        .values(last_activity_at=now)
+        .execution_options(synchronize_session=False)
+    )
     await session.flush()
     await audit.record(
         session,
@@ -978,31 +1008,15 @@ async def relay_transcript(session: AsyncSession, request_id: int) -> list[Relay
     return list(result)
 
 
-# --- retention ---------------------------------------------------------------------
+# --- retention and erasure ---------------------------------------------------------
+
+CHUNK = 1000
 
 
-async def purge(session: AsyncSession, now: datetime, retention: timedelta) -> int:
-    """Drop the note and relay transcript of requests closed/cancelled before now - retention.
-
-    Returns how many requests were purged; one `napza.purged` audit event when any.
-    Cheap to run often: it reads only finished, unpurged requests through the
-    (status, closed_at) index.
-    """
-    _require_aware(now)
-    cutoff = now - retention
-    ids = list(
-        await session.scalars(
-            select(HelpRequest.id).where(
-                HelpRequest.status.in_(FINISHED),
-                HelpRequest.closed_at <= cutoff,
-                HelpRequest.purged_at.is_(None),
-            )
-        )
-    )
-    if not ids:
-        return 0
-    for start in range(0, len(ids), 1000):
-        chunk = ids[start : start + 1000]
+async def _forget_content(session: AsyncSession, ids: Sequence[int], now: datetime) -> None:
+    """Delete the relay transcript and the note of these requests; mark them purged."""
+    for start in range(0, len(ids), CHUNK):
+        chunk = list(ids[start : start + CHUNK])
         await session.execute(
             delete(RelayMessage)
             .where(RelayMessage.request_id.in_(chunk))
@@ -1010,10 +1024,83 @@ async def purge(session: AsyncSession, now: datetime, retention: timedelta) -> i
         )
         await session.execute(
             update(HelpRequest)
-            .where(HelpRequest.id.in_(chunk), HelpRequest.purged_at.is_(None))
-            .values(note=None, purged_at=now)
+            .where(HelpRequest.id.in_(chunk))
+            .values(note=None)
             .execution_options(synchronize_session=False)
         )
+        await session.execute(
+            update(HelpRequest)
+            .where(HelpRequest.id.in_(chunk), HelpRequest.purged_at.is_(None))
+            .values(purged_at=now)
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def close_inactive(session: AsyncSession, now: datetime, retention: timedelta) -> int:
+    """Close every open request (routing, accepted, escalated) with no activity since
+    now - retention, with the outcome "tidak_ada_aktivitas"; returns how many.
+
+    Its `last_activity_at` is left as it was, so `purge` drops its note in the same pass.
+    Each close is a conditional UPDATE (still open, still idle), so a request that moved
+    meanwhile is left alone; each is audited.
+    """
+    _require_aware(now)
+    cutoff = now - retention
+    stale = (
+        await session.execute(
+            select(HelpRequest.id, HelpRequest.ticket, HelpRequest.last_activity_at)
+            .where(HelpRequest.status.in_(CANCELLABLE), HelpRequest.last_activity_at <= cutoff)
+            .order_by(HelpRequest.last_activity_at, HelpRequest.id)
+        )
+    ).all()
+    closed = 0
+    for request_id, ticket, last_activity_at in stale:
+        done = await session.execute(
+            update(HelpRequest)
+            .where(
+                HelpRequest.id == request_id,
+                HelpRequest.status.in_(CANCELLABLE),
+                HelpRequest.last_activity_at <= cutoff,
+            )
+            .values(status=CLOSED, outcome=NO_ACTIVITY, closed_at=now, sla_due_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        if _rowcount(done) != 1:
+            continue
+        closed += 1
+        await _end_offer(session, request_id, None, "expired", now)  # its SLA is long past
+        await audit.record(
+            session,
+            "napza.closed_no_activity",
+            subject_type="help_request",
+            subject_id=ticket,
+            idle_days=(now - last_activity_at).days,
+        )
+    return closed
+
+
+async def purge(session: AsyncSession, now: datetime, retention: timedelta) -> int:
+    """Apply retention: close idle open requests (`close_inactive`), then drop the note and
+    relay transcript of finished requests with no activity since now - retention.
+
+    Returns how many requests were purged; one `napza.purged` audit event when any.
+    Cheap to run often: it reads through the (status, last_activity_at) index.
+    """
+    _require_aware(now)
+    cutoff = now - retention
+    await close_inactive(session, now, retention)
+    ids = list(
+        await session.scalars(
+            select(HelpRequest.id).where(
+                HelpRequest.status.in_(FINISHED),
+                HelpRequest.last_activity_at <= cutoff,
+                HelpRequest.purged_at.is_(None),
+            )
+        )
+    )
+    if not ids:
+        return 0
+    await _forget_content(session, ids, now)
     await audit.record(
         session,
         "napza.purged",
@@ -1024,11 +1111,81 @@ async def purge(session: AsyncSession, now: datetime, retention: timedelta) -> i
     return len(ids)
 
 
+async def erase_requester(
+    session: AsyncSession, requester_telegram_id: int, now: datetime
+) -> list[HelpRequest]:
+    """Erase a requester from Napza ("Hapus data saya").
+
+    Cancel their open requests (as `cancel` does), then drop the note, the relay
+    transcript and the requester's Telegram id of ALL their requests. Returns the
+    requests it cancelled, as stored now (no note, no requester), for the caller to
+    tell the partner staff or admins involved.
+
+    What is left of a request is what the partner and the statistics already had: the
+    ticket, help type, age group, region, urgency, status and outcome. One
+    `napza.requester_erased` audit event with counts only, when there was anything.
+    """
+    _require_aware(now)
+    open_tickets = list(
+        await session.scalars(
+            select(HelpRequest.ticket)
+            .where(
+                HelpRequest.requester_telegram_id == requester_telegram_id,
+                HelpRequest.status.in_(CANCELLABLE),
+            )
+            .order_by(HelpRequest.id)
+        )
+    )
+    cancelled_ids = []
+    for ticket in open_tickets:
+        request = await cancel(session, ticket, requester_telegram_id, now)
+        if request is not None:
+            cancelled_ids.append(request.id)
+    ids = list(
+        await session.scalars(
+            select(HelpRequest.id).where(HelpRequest.requester_telegram_id == requester_telegram_id)
+        )
+    )
+    if not ids:
+        return []
+    await _forget_content(session, ids, now)
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        # The offers a cancel ended name the requester as who ended them.
+        await session.execute(
+            update(HelpRequestOffer)
+            .where(
+                HelpRequestOffer.request_id.in_(chunk),
+                HelpRequestOffer.ended_by == requester_telegram_id,
+                HelpRequestOffer.end_reason == "cancelled",
+            )
+            .values(ended_by=None)
+            .execution_options(synchronize_session=False)
+        )
+        await session.execute(
+            update(HelpRequest)
+            .where(HelpRequest.id.in_(chunk))
+            .values(requester_telegram_id=None)
+            .execution_options(synchronize_session=False)
+        )
+    await audit.record(
+        session,
+        "napza.requester_erased",
+        subject_type="help_requests",
+        count=len(ids),
+        cancelled=len(cancelled_ids),
+    )
+    fresh = [await _fresh(session, request_id) for request_id in cancelled_ids]
+    return [request for request in fresh if request is not None]
+
+
 __all__ = [
     "AGE_GROUPS",
+    "CHOSEN_OUTCOMES",
     "FOR_WHOM",
     "HELP_TYPES",
     "NOTE_MAX",
+    "NO_ACTIVITY",
     "OUTCOMES",
     "AcceptOutcome",
     "AcceptResult",
@@ -1040,8 +1197,10 @@ __all__ = [
     "add_relay",
     "cancel",
     "close",
+    "close_inactive",
     "create_request",
     "decline",
+    "erase_requester",
     "expire_due",
     "notices",
     "open_count_by_partner",

@@ -22,6 +22,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.db import PROJECT_ROOT
+from bot.services.text import NUL
 from models import Region
 
 REGION_DATA_DIR = PROJECT_ROOT / "data" / "wilayah"
@@ -118,21 +119,29 @@ def _read_level(folder: Path, spec: RegionLevel, known_parents: set[str]) -> lis
     path = folder / spec.file_name
     if not path.is_file():
         raise RegionFileError(spec.file_name, 0, "file not found")
+    data = path.read_bytes()
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise RegionFileError(spec.file_name, 0, "not UTF-8 text") from error
+        line = data[: error.start].count(b"\n") + 1
+        raise RegionFileError(spec.file_name, line, "not UTF-8 text") from error
     reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
-    if header is None or tuple(cell.strip().lower() for cell in header) != spec.columns:
-        raise RegionFileError(spec.file_name, 1, f"header must be {','.join(spec.columns)}")
     rows: list[dict] = []
     seen: set[str] = set()
-    for fields in reader:
-        line = reader.line_num
-        if not any(cell.strip() for cell in fields):
-            continue
-        rows.append(_region_row(spec, fields, line, known_parents, seen))
+    start = 1  # the line the row being read starts on
+    try:
+        header = next(reader, None)
+        if header is None or tuple(cell.strip().lower() for cell in header) != spec.columns:
+            raise RegionFileError(spec.file_name, 1, f"header must be {','.join(spec.columns)}")
+        start = reader.line_num + 1
+        for fields in reader:
+            line = reader.line_num
+            if any(cell.strip() for cell in fields):
+                rows.append(_region_row(spec, fields, line, known_parents, seen))
+            start = line + 1
+    except csv.Error as error:  # e.g. a cell over the csv module's size limit
+        reason = f"not valid CSV ({error}; is a closing quote missing?)"
+        raise RegionFileError(spec.file_name, start, reason) from error
     return rows
 
 
@@ -160,6 +169,8 @@ def _region_row(
             raise fail(f"parent {parent} is not in the previous file")
     if not name or len(name) > NAME_MAX:
         raise fail(f"name must be 1-{NAME_MAX} characters")
+    if NUL in name:  # PostgreSQL's text cannot hold it
+        raise fail("name contains control characters")
     return {"code": code, "name": name, "level": spec.level, "parent_code": parent}
 
 

@@ -20,7 +20,7 @@ from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, text, update
+from sqlalchemy import ColumnElement, and_, case, exists, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.services import audit
@@ -38,7 +38,11 @@ from models import (
 )
 
 CODE_TTL = timedelta(minutes=10)
-CODE_DIGITS = 6
+# 10^12 codes: with a million live codes at once, 1,000 guesses hit one with probability
+# 1000 × 10^6 / 10^12 = 0.001 (README, "Security and privacy"); a 16-digit number is a KKS.
+CODE_DIGITS = 12
+KKS_DIGITS = 16
+REGENCY_CODE_LENGTH = 5  # "32.04": a code is only valid at e-Warongs of the family's regency
 REDEMPTION = "redemption"
 REDEMPTION_REVERSAL = "redemption_reversal"
 
@@ -56,13 +60,21 @@ MAX_AMOUNT = 10_000_000
 
 
 async def _wallet(session: AsyncSession, beneficiary_id: int) -> BpntWallet:
-    """The family's wallet row, created empty when the family was never credited."""
+    """The family's wallet row, locked until the transaction ends (created empty when the
+    family was never credited). Everything that decides on the family's flags or counts
+    its open disputes takes this lock first, so two such decisions run one after the
+    other and the second sees what the first wrote."""
     await session.execute(
         dialect_insert(session)(BpntWallet.__table__)
         .values(beneficiary_id=beneficiary_id, balance=0, locked=False, frozen=False)
         .on_conflict_do_nothing(index_elements=["beneficiary_id"])
     )
-    wallet = await session.get(BpntWallet, beneficiary_id, populate_existing=True)
+    wallet = await session.scalar(
+        select(BpntWallet)
+        .where(BpntWallet.beneficiary_id == beneficiary_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     assert wallet is not None
     return wallet
 
@@ -109,6 +121,11 @@ class IssuedCode:
     expires_at: datetime | None = None
 
 
+def shown_code(code: str) -> str:
+    """`482910573362` -> `4829 1057 3362`, easier to read out at the counter."""
+    return " ".join(code[i : i + 4] for i in range(0, len(code), 4))
+
+
 def _code_hash(hasher: Hasher, code: str) -> str:
     return hasher.digest("shopping-code", code)
 
@@ -124,7 +141,7 @@ def _active_code_filter(now: datetime) -> Any:
 async def issue_code(
     session: AsyncSession, beneficiary: Beneficiary, hasher: Hasher, now: datetime
 ) -> IssuedCode:
-    """A new 6-digit code for the family, valid 10 minutes; it voids any older one."""
+    """A new 12-digit code for the family, valid 10 minutes; it voids any older one."""
     if not beneficiary.is_bpnt:
         return IssuedCode(CodeResult.NOT_BPNT)
     _, locked, frozen = await wallet_state(session, beneficiary.id)
@@ -137,6 +154,8 @@ async def issue_code(
     )
     while True:  # no two families may hold the same active code
         code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
+        if code.startswith("0"):  # people drop leading zeros; and it reads like a number
+            continue
         taken = await session.scalar(
             select(ShoppingCode.id).where(
                 ShoppingCode.code_hash == _code_hash(hasher, code), _active_code_filter(now)
@@ -157,14 +176,32 @@ async def issue_code(
     return IssuedCode(CodeResult.ISSUED, code, expires)
 
 
+async def void_codes(session: AsyncSession, beneficiary_id: int, now: datetime) -> None:
+    """Cancel the family's live codes (shown on a phone it no longer holds, say)."""
+    await session.execute(
+        update(ShoppingCode)
+        .where(
+            ShoppingCode.beneficiary_id == beneficiary_id,
+            ShoppingCode.used_at.is_(None),
+            ShoppingCode.voided_at.is_(None),
+        )
+        .values(voided_at=now)
+    )
+
+
 # ---------------------------------------------------------------------------
 # Finding the family at the counter
 
 
 class LookupResult(StrEnum):
     FOUND = "found"
-    INVALID = "invalid"  # wrong, expired, used or voided code; unknown KKS number
-    NOT_PROCESSABLE = "not_processable"
+    # A wrong, expired, used or voided code, a code or card of another regency, an unknown
+    # KKS number, wrong NIK digits: all read the same to the agent.
+    INVALID = "invalid"
+    NOT_PROCESSABLE = "not_processable"  # locked by the family or frozen by a dispute
+    EWARONG_INACTIVE = "ewarong_inactive"
+    USES_CODES = "uses_codes"  # a KKS number of a family on Telegram: it shows a code
+    KKS_CAP = "kks_cap"  # this month's redemptions by KKS number alone are used up
 
 
 @dataclass(frozen=True)
@@ -177,6 +214,15 @@ class FamilyAtCounter:
     balance: int = 0
     shopping_code_id: int | None = None
     agent_attested: bool = False
+
+
+def regency_of(region_code: str) -> str:
+    return region_code[:REGENCY_CODE_LENGTH]
+
+
+def kks_month(now: datetime, region_code: str) -> str:
+    """The month (`YYYY-MM`, in the e-Warong's time zone) KKS-only redemptions count in."""
+    return now.astimezone(timezone_for(region_code)).strftime("%Y-%m")
 
 
 async def _at_counter(
@@ -198,16 +244,22 @@ async def _at_counter(
 
 
 async def find_by_code(
-    session: AsyncSession, code: str, hasher: Hasher, now: datetime
+    session: AsyncSession, code: str, hasher: Hasher, now: datetime, ewarong: EWarong
 ) -> FamilyAtCounter:
-    """The family holding this active code."""
-    if len(code) != CODE_DIGITS or not code.isdigit():
+    """The family holding this active code, if it lives in the e-Warong's regency."""
+    if not ewarong.active:
+        return FamilyAtCounter(LookupResult.EWARONG_INACTIVE)
+    if len(code) != CODE_DIGITS or not code.isdecimal():
         return FamilyAtCounter(LookupResult.INVALID)
     row = (
         await session.execute(
             select(ShoppingCode.id, Beneficiary)
             .join(Beneficiary, Beneficiary.id == ShoppingCode.beneficiary_id)
-            .where(ShoppingCode.code_hash == _code_hash(hasher, code), _active_code_filter(now))
+            .where(
+                ShoppingCode.code_hash == _code_hash(hasher, code),
+                _active_code_filter(now),
+                Beneficiary.village_code.startswith(regency_of(ewarong.village_code)),
+            )
         )
     ).first()
     if row is None:
@@ -215,13 +267,70 @@ async def find_by_code(
     return await _at_counter(session, row[1], row[0], attested=False)
 
 
-async def find_by_kks(session: AsyncSession, kks_number: str, hasher: Hasher) -> FamilyAtCounter:
-    """A family without Telegram, by its 16-digit KKS card number (agent-attested)."""
-    if len(kks_number) != 16 or not kks_number.isdigit():
-        return FamilyAtCounter(LookupResult.INVALID)
-    beneficiary = await session.scalar(
-        select(Beneficiary).where(Beneficiary.kks_hash == hasher.kks(kks_number)).limit(1)
+async def _is_linked(session: AsyncSession, beneficiary_id: int) -> bool:
+    return (
+        await session.scalar(
+            select(Account.telegram_id).where(Account.beneficiary_id == beneficiary_id)
+        )
+        is not None
     )
+
+
+async def kks_used_this_month(session: AsyncSession, beneficiary_id: int, month: str) -> int:
+    wallet = await session.get(BpntWallet, beneficiary_id, populate_existing=True)
+    return wallet.kks_count if wallet is not None and wallet.kks_month == month else 0
+
+
+async def find_by_kks(
+    session: AsyncSession,
+    kks_hash: str,
+    nik_last4: str,
+    ewarong: EWarong,
+    *,
+    agent: int,
+    now: datetime,
+    monthly_cap: int,
+) -> FamilyAtCounter:
+    """A family without Telegram, by its KKS card number (hashed) and the last four digits
+    of the NIK on the holder's KTP: the card alone shows and debits nothing.
+
+    Refused for families on Telegram (they show a code), for cards of another regency,
+    and past `monthly_cap` such redemptions this month. Every lookup is audited (without
+    the numbers); an unknown card and wrong digits read the same.
+    """
+    found = await _kks_lookup(session, kks_hash, nik_last4, ewarong, now, monthly_cap)
+    await audit.record(
+        session, "redemption.kks_lookup", actor=agent, subject_type="ewarong",
+        subject_id=ewarong.code, result=found.result.value, beneficiary=found.beneficiary_id,
+    )  # fmt: skip
+    return found
+
+
+async def _kks_lookup(
+    session: AsyncSession,
+    kks_hash: str,
+    nik_last4: str,
+    ewarong: EWarong,
+    now: datetime,
+    monthly_cap: int,
+) -> FamilyAtCounter:
+    if not ewarong.active:
+        return FamilyAtCounter(LookupResult.EWARONG_INACTIVE)
+    beneficiary = await session.scalar(
+        select(Beneficiary).where(Beneficiary.kks_hash == kks_hash).limit(1)
+    )
+    if (
+        beneficiary is None
+        or not beneficiary.is_bpnt
+        or not secrets.compare_digest(beneficiary.nik_last4.encode(), nik_last4.encode())
+        or regency_of(beneficiary.village_code) != regency_of(ewarong.village_code)
+    ):
+        return FamilyAtCounter(LookupResult.INVALID)
+    if await _is_linked(session, beneficiary.id):
+        return FamilyAtCounter(LookupResult.USES_CODES)
+    month = kks_month(now, ewarong.village_code)
+    if await kks_used_this_month(session, beneficiary.id, month) >= monthly_cap:
+        return FamilyAtCounter(LookupResult.KKS_CAP)
     return await _at_counter(session, beneficiary, None, attested=True)
 
 
@@ -285,6 +394,8 @@ class ConfirmResult(StrEnum):
     NOT_PROCESSABLE = "not_processable"
     CODE_INVALID = "code_invalid"  # expired or voided before confirmation
     EMPTY = "empty"
+    EWARONG_INACTIVE = "ewarong_inactive"  # deactivated while the basket was being filled
+    KKS_REFUSED = "kks_refused"  # by KKS number: the monthly cap, or the family is on Telegram
 
 
 @dataclass(frozen=True)
@@ -298,6 +409,10 @@ class RedemptionDraft:
     lines: tuple[BasketLine, ...]
     shopping_code_id: int | None = None
     agent_attested: bool = False
+    # For agent-attested (KKS number) redemptions: the month they count in (`kks_month()`)
+    # and how many a family may have in it. The default cap refuses them all.
+    kks_month: str = ""
+    kks_cap: int = 0
 
     @property
     def total(self) -> int:
@@ -334,27 +449,48 @@ async def _release_code(session: AsyncSession, code_id: int) -> None:
     )
 
 
-async def _debit(session: AsyncSession, beneficiary_id: int, amount: int) -> int | None:
-    """Take `amount` from the wallet in one statement that cannot overdraw; the new balance."""
-    return await session.scalar(
-        update(BpntWallet)
-        .where(
-            BpntWallet.beneficiary_id == beneficiary_id,
-            BpntWallet.balance >= amount,
-            BpntWallet.locked.is_(False),
-            BpntWallet.frozen.is_(False),
-        )
-        .values(balance=BpntWallet.balance - amount)
-        .returning(BpntWallet.balance)
+def _kks_allowed(draft: RedemptionDraft) -> ColumnElement[bool]:
+    """For an agent-attested redemption: under the monthly cap, and not a family that uses
+    Telegram codes. Read from the wallet row the debit locks, so concurrent ones count."""
+    return and_(
+        or_(
+            BpntWallet.kks_month.is_(None),
+            BpntWallet.kks_month != draft.kks_month,
+            BpntWallet.kks_count < draft.kks_cap,
+        ),
+        ~exists().where(Account.beneficiary_id == draft.beneficiary_id),
     )
 
 
-async def _credit_back(session: AsyncSession, beneficiary_id: int, amount: int) -> None:
+async def _debit(session: AsyncSession, draft: RedemptionDraft) -> int | None:
+    """Take the total from the wallet in one statement that cannot overdraw, only for an
+    active e-Warong (and within the KKS rules); the new balance, None when refused."""
+    conditions = [
+        BpntWallet.beneficiary_id == draft.beneficiary_id,
+        BpntWallet.balance >= draft.total,
+        BpntWallet.locked.is_(False),
+        BpntWallet.frozen.is_(False),
+        exists().where(EWarong.code == draft.ewarong_code, EWarong.active.is_(True)),
+    ]
+    values: dict[Any, Any] = {BpntWallet.balance: BpntWallet.balance - draft.total}
+    if draft.agent_attested:
+        conditions.append(_kks_allowed(draft))
+        values[BpntWallet.kks_count] = case(
+            (BpntWallet.kks_month == draft.kks_month, BpntWallet.kks_count + 1), else_=1
+        )
+        values[BpntWallet.kks_month] = draft.kks_month
+    return await session.scalar(
+        update(BpntWallet).where(*conditions).values(values).returning(BpntWallet.balance)
+    )
+
+
+async def _credit_back(session: AsyncSession, draft: RedemptionDraft) -> None:
     """Undo this transaction's own debit (a duplicate found after it); never seen outside."""
+    values: dict[Any, Any] = {BpntWallet.balance: BpntWallet.balance + draft.total}
+    if draft.agent_attested:
+        values[BpntWallet.kks_count] = BpntWallet.kks_count - 1
     await session.execute(
-        update(BpntWallet)
-        .where(BpntWallet.beneficiary_id == beneficiary_id)
-        .values(balance=BpntWallet.balance + amount)
+        update(BpntWallet).where(BpntWallet.beneficiary_id == draft.beneficiary_id).values(values)
     )
 
 
@@ -408,9 +544,18 @@ async def _why_refused(
         code = await session.get(ShoppingCode, draft.shopping_code_id)
         if code is None or code.voided_at or code.expires_at <= now:
             return ConfirmOutcome(ConfirmResult.CODE_INVALID)
+    ewarong = await session.get(EWarong, draft.ewarong_code, populate_existing=True)
+    if ewarong is None or not ewarong.active:
+        return ConfirmOutcome(ConfirmResult.EWARONG_INACTIVE)
     _, locked, frozen = await wallet_state(session, draft.beneficiary_id)
     if locked or frozen:
         return ConfirmOutcome(ConfirmResult.NOT_PROCESSABLE)
+    if draft.agent_attested and (
+        await _is_linked(session, draft.beneficiary_id)
+        or await kks_used_this_month(session, draft.beneficiary_id, draft.kks_month)
+        >= draft.kks_cap
+    ):
+        return ConfirmOutcome(ConfirmResult.KKS_REFUSED)
     return ConfirmOutcome(ConfirmResult.INSUFFICIENT)
 
 
@@ -424,10 +569,20 @@ WITH code AS (
     WHERE id = :code_id AND used_at IS NULL AND voided_at IS NULL AND expires_at > :now
     RETURNING id
 ), debit AS (
-    UPDATE bpnt_wallets SET balance = balance - :total
+    UPDATE bpnt_wallets SET balance = balance - :total,
+        kks_count = CASE WHEN NOT CAST(:attested AS BOOLEAN) THEN kks_count
+                         WHEN kks_month = CAST(:month AS VARCHAR) THEN kks_count + 1
+                         ELSE 1 END,
+        kks_month = CASE WHEN CAST(:attested AS BOOLEAN) THEN CAST(:month AS VARCHAR)
+                         ELSE kks_month END
     WHERE beneficiary_id = :beneficiary_id AND balance >= :total
       AND NOT locked AND NOT frozen
       AND (CAST(:code_id AS BIGINT) IS NULL OR EXISTS (SELECT 1 FROM code))
+      AND EXISTS (SELECT 1 FROM ewarongs WHERE code = :ewarong_code AND active)
+      AND (NOT CAST(:attested AS BOOLEAN) OR (
+            (kks_month IS DISTINCT FROM CAST(:month AS VARCHAR)
+             OR kks_count < CAST(:cap AS INTEGER))
+            AND NOT EXISTS (SELECT 1 FROM accounts WHERE beneficiary_id = :beneficiary_id)))
     RETURNING balance
 ), claim AS (
     INSERT INTO redemptions (idempotency_key, ewarong_code, agent_telegram_id,
@@ -473,6 +628,8 @@ async def _confirm_postgresql(
                 "ewarong_code": draft.ewarong_code,
                 "agent": draft.agent_telegram_id,
                 "attested": draft.agent_attested,
+                "month": draft.kks_month,
+                "cap": draft.kks_cap,
                 "items": json.dumps(_items_json(draft.lines)),
                 "details": json.dumps(_audit_details(draft)),
             },
@@ -492,7 +649,7 @@ async def _confirm_stepwise(
     code_id = draft.shopping_code_id
     if code_id is not None and not await _consume_code(session, code_id, now):
         return False, None, None
-    balance = await _debit(session, draft.beneficiary_id, draft.total)
+    balance = await _debit(session, draft)
     if balance is None:
         return True, None, None
     redemption_id = await _claim(session, draft, balance, now)
@@ -533,7 +690,7 @@ async def confirm(session: AsyncSession, draft: RedemptionDraft, now: datetime) 
     code_used, balance, redemption_id = await steps(session, draft, now)
     if redemption_id is None:  # refused at some step: undo the steps that did run
         if balance is not None:  # the same button pressed twice: the first one won
-            await _credit_back(session, draft.beneficiary_id, draft.total)
+            await _credit_back(session, draft)
         if code_used and draft.shopping_code_id is not None:
             await _release_code(session, draft.shopping_code_id)
         return await _why_refused(session, draft, now)
@@ -584,10 +741,11 @@ async def dispute(
     redemption = await session.get(Redemption, redemption_id)
     if redemption is None or redemption.beneficiary_id != beneficiary_id:
         return DisputeResult.NOT_YOURS
+    wallet = await _wallet(session, beneficiary_id)  # before reading the dispute state
+    await session.refresh(redemption)
     if redemption.disputed_at is not None or redemption.reversed_at is not None:
         return DisputeResult.ALREADY  # reported before, or already given back
     redemption.disputed_at = now
-    wallet = await _wallet(session, beneficiary_id)
     wallet.frozen = True
     await session.execute(
         update(ShoppingCode)
@@ -614,6 +772,8 @@ async def open_disputes(session: AsyncSession, limit: int = 20) -> list[Redempti
 
 
 async def _unfreeze_if_clear(session: AsyncSession, beneficiary_id: int) -> None:
+    """Unfreeze the family when no dispute of it is open; the caller holds the wallet lock
+    (taken before it closed its dispute), so a dispute opened meanwhile is counted."""
     still_open = await session.scalar(
         select(func.count())
         .select_from(Redemption)
@@ -633,26 +793,48 @@ class ReversalResult(StrEnum):
     ALREADY = "already"
     NOT_FOUND = "not_found"
     NO_REASON = "no_reason"
+    NOT_DISPUTED = "not_disputed"  # only a sale the family disputed, still open, is reversed
+
+
+def _open_dispute() -> ColumnElement[bool]:
+    return and_(
+        Redemption.disputed_at.is_not(None),
+        Redemption.dispute_resolved_at.is_(None),
+        Redemption.reversed_at.is_(None),
+    )
+
+
+async def is_open_dispute(session: AsyncSession, redemption_id: int) -> bool:
+    return (
+        await session.scalar(
+            select(Redemption.id).where(Redemption.id == redemption_id, _open_dispute())
+        )
+        is not None
+    )
 
 
 async def reverse(
     session: AsyncSession, redemption_id: int, *, admin: int, reason: str, now: datetime
 ) -> ReversalResult:
-    """Give the money back as a new ledger entry (never an edit); closes any dispute."""
+    """Give the money of a disputed sale back as a new ledger entry (never an edit), and
+    close its dispute. Only an open dispute can be reversed: the condition is part of the
+    UPDATE that claims the reversal, so no forged or replayed button gets around it."""
     reason = " ".join(storable(reason).split())[:500]
     if not reason:
         return ReversalResult.NO_REASON
+    found = await session.get(Redemption, redemption_id)
+    if found is None:
+        return ReversalResult.NOT_FOUND
+    await _wallet(session, found.beneficiary_id)  # the same lock order as dispute/dismiss
     claimed = await session.execute(
         update(Redemption)
-        .where(Redemption.id == redemption_id, Redemption.reversed_at.is_(None))
+        .where(Redemption.id == redemption_id, _open_dispute())
         .values(reversed_at=now, reversal_reason=reason, reversed_by=admin)
     )
-    if claimed.rowcount != 1:  # type: ignore[attr-defined]
-        exists = await session.get(Redemption, redemption_id)
-        return ReversalResult.ALREADY if exists else ReversalResult.NOT_FOUND
     redemption = await session.get(Redemption, redemption_id, populate_existing=True)
     assert redemption is not None
-    await _wallet(session, redemption.beneficiary_id)
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        return ReversalResult.ALREADY if redemption.reversed_at else ReversalResult.NOT_DISPUTED
     balance = await session.scalar(
         update(BpntWallet)
         .where(BpntWallet.beneficiary_id == redemption.beneficiary_id)
@@ -671,8 +853,7 @@ async def reverse(
             created_at=now,
         )
     )
-    if redemption.disputed_at is not None and redemption.dispute_resolved_at is None:
-        redemption.dispute_resolved_at = now
+    redemption.dispute_resolved_at = now
     await session.flush()
     await _unfreeze_if_clear(session, redemption.beneficiary_id)
     await audit.record(
@@ -686,9 +867,14 @@ async def reverse(
 async def dismiss_dispute(
     session: AsyncSession, redemption_id: int, *, admin: int, now: datetime
 ) -> bool:
-    """The admin found the transaction genuine: close the dispute and unfreeze the family."""
+    """The admin found the transaction genuine: close the dispute and unfreeze the family
+    (unless another of its disputes is open)."""
     redemption = await session.get(Redemption, redemption_id)
-    if redemption is None or redemption.disputed_at is None or redemption.dispute_resolved_at:
+    if redemption is None:
+        return False
+    await _wallet(session, redemption.beneficiary_id)  # before counting open disputes
+    await session.refresh(redemption)
+    if redemption.disputed_at is None or redemption.dispute_resolved_at or redemption.reversed_at:
         return False
     redemption.dispute_resolved_at = now
     await session.flush()

@@ -14,7 +14,7 @@ const STRINGS = {
     identities: "Identitas demo",
     identitiesTitle: "Identitas demo",
     identitiesHint:
-      "Orang sintetis dari data demo. Klik NIK, tanggal lahir atau nomor HP untuk mengisinya ke kolom ketik obrolan yang terakhir dipakai.",
+      "Orang sintetis dari data demo. Klik NIK, tanggal lahir, nomor HP atau kode aktivasi untuk mengisinya ke kolom ketik obrolan yang terakhir dipakai.",
     reset: "Reset demo",
     youAre: "Anda sebagai",
     reconnecting: "Menyambung ulang…",
@@ -47,6 +47,7 @@ const STRINGS = {
     phone: "HP",
     village: "Desa",
     noPhone: "— (tidak ada di data)",
+    activationCode: "Kode aktivasi",
     location: "Lokasi",
     contact: "Kontak",
     sticker: "Stiker",
@@ -62,7 +63,7 @@ const STRINGS = {
     identities: "Demo identities",
     identitiesTitle: "Demo identities",
     identitiesHint:
-      "Synthetic people from the demo data. Click a NIK, birth date or phone number to put it in the input of the chat you used last.",
+      "Synthetic people from the demo data. Click a NIK, birth date, phone number or activation code to put it in the input of the chat you used last.",
     reset: "Reset demo",
     youAre: "You are",
     reconnecting: "Reconnecting…",
@@ -94,6 +95,7 @@ const STRINGS = {
     phone: "Phone",
     village: "Village",
     noPhone: "— (not in the registry)",
+    activationCode: "Activation code",
     location: "Location",
     contact: "Contact",
     sticker: "Sticker",
@@ -919,6 +921,12 @@ function renderIdentities() {
         {},
         person.phone ? value("phone", person.phone) : el("span", { className: "muted", text: t("noPhone") }),
       ),
+      ...(person.activation_code
+        ? [
+            el("dt", { text: t("activationCode") }),
+            el("dd", {}, value("activation_code", person.activation_code)),
+          ]
+        : []),
       el("dt", { text: t("village") }),
       el("dd", { text: `${person.village} (${person.zone})` }),
     );
