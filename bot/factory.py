@@ -43,14 +43,26 @@ def create_i18n(settings: Settings) -> I18n:
     return I18n(path=LOCALES_DIR, default_locale=settings.default_locale, domain="messages")
 
 
+class PlainHttpSession(AiohttpSession):
+    """aiogram's session for a Bot API server reached over plain http (the sandbox's
+    emulator, a self-hosted server beside the bot): closing it skips aiogram's 250 ms
+    wait, which only gives TLS connections time to shut down."""
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+
+
 def create_bot(settings: Settings) -> Bot:
     """A Bot talking to Telegram, or to TELEGRAM_API_URL (self-hosted server, emulator)."""
     if not settings.bot_token:
         raise RuntimeError("BOT_TOKEN is not set")
     session = None
     if settings.telegram_api_url:
-        server = TelegramAPIServer.from_base(settings.telegram_api_url.rstrip("/"))
-        session = AiohttpSession(api=server)
+        url = settings.telegram_api_url.rstrip("/")
+        server = TelegramAPIServer.from_base(url)
+        plain = url.startswith("http://")
+        session = PlainHttpSession(api=server) if plain else AiohttpSession(api=server)
     bot = Bot(settings.bot_token, session=session, default=DefaultBotProperties(parse_mode="HTML"))
     bot.session.middleware(RetryMiddleware())  # 5xx, 429, timeouts: bounded retries
     return bot
