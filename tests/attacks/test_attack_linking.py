@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -18,16 +18,7 @@ from bot.services import shopping
 from models import Account, ActivationCode, AuditEvent, ShoppingCode
 from tests.attacks.attack_support import activation_codes_in, cli
 from tests.registry import BUDI, SITI, activation_code_for, link_with_activation, load_registry
-
-NOW = datetime(2026, 5, 20, 3, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
+from tests.test_agent_conversation import NOW, Clock
 
 
 @pytest.fixture

@@ -34,9 +34,9 @@ from bot.settings import Settings
 from bot.worker import worker_tick
 from handlers.napza_notify import send_deliveries
 from models import Account, AuditEvent, HelpRequest, HelpRequestOffer, RelayMessage
+from tests.test_agent_conversation import NOW, Clock
 
 REQUIRED = os.environ.get("REQUIRE_SERVICES") == "1"
-NOW = datetime(2026, 5, 20, 3, 0, tzinfo=UTC)
 FSM_TTL = 5400  # not aiogram's default nor the setting's: proves the setting is used
 PARTNERS = """\
 code,name,kind,region_codes,phone,services
@@ -46,14 +46,6 @@ IPWL-3204,IPWL Rumah Sehat Bandung,ipwl,32.04,081211112222,konseling;rawat jalan
 DRIVER_LOGGERS = ("aiosqlite", "asyncpg", "sqlalchemy.engine", "sqlalchemy.pool")
 NOT_VALID = "This button is no longer valid."
 NOT_VALID_ID = "Tombol ini sudah tidak berlaku."
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
