@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import keyboards, texts, views
 from bot.context import AppContext
 from bot.keyboards import EraseCB
-from bot.services import accounts, activation, linking, napza, status
+from bot.services import accounts, activation, linking, status
 from bot.services.identity import (
     clean_digits,
     mask_name,
@@ -317,8 +317,7 @@ async def erase_answer(
         if message:
             await message.edit_text(_("Nothing was deleted."))
         return
-    withdrawn = await napza.erase_requester(session, account.telegram_id, ctx.now())
-    await accounts.erase(session, account)
+    withdrawn = await accounts.erase(session, account, ctx.now())
     await session.commit()  # erased before anyone is told that the requester withdrew
     if message:
         await message.edit_text(_("Your data has been deleted and this account is unlinked."))

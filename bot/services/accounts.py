@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.services import audit, outbox, shopping
-from models import Account, AccountRole, Beneficiary
-from models.base import utcnow
+from models import Account, AccountRole, Beneficiary, HelpRequest
 
 SUPPORTED_LOCALES = ("id", "en")
 LANGUAGE_CODE_MAX = 16  # the accounts.language_code column
@@ -64,19 +64,18 @@ async def linked_beneficiary(session: AsyncSession, account: Account) -> Benefic
     return await session.get(Beneficiary, account.beneficiary_id)
 
 
-async def erase(session: AsyncSession, account: Account) -> bool:
+async def erase(session: AsyncSession, account: Account, now: datetime) -> list[HelpRequest]:
     """Unlink the account and delete what the bot holds about this Telegram user.
 
     That includes Napza: open requests are cancelled, and every request's note, relayed
-    chat and requester id are dropped (`napza.erase_requester`; call it first to get the
-    cancelled requests, e.g. to tell the partner staff). Registry data (the beneficiary,
-    disbursements, ledger) stays; the audit trail keeps that an erasure happened.
-    Returns False when there was no link to erase.
+    chat and requester id are dropped (`napza.erase_requester`). Registry data (the
+    beneficiary, disbursements, ledger) stays; the audit trail keeps that an erasure
+    happened. Returns the Napza requests it cancelled, for the caller to tell the
+    partner staff or admins involved.
     """
     from bot.services import napza  # napza imports this module
 
-    now = utcnow()
-    await napza.erase_requester(session, account.telegram_id, now)
+    withdrawn = await napza.erase_requester(session, account.telegram_id, now)
     await outbox.drop_for(session, account.telegram_id, now)
     had_link = account.beneficiary_id is not None
     if had_link:  # a code shown on a lost phone must not stay usable
@@ -97,7 +96,7 @@ async def erase(session: AsyncSession, account: Account) -> bool:
     else:
         await session.delete(account)
     await session.flush()
-    return had_link
+    return withdrawn
 
 
 async def ensure_national_admins(session: AsyncSession, telegram_ids: list[int]) -> int:

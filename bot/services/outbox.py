@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import OutboxNotice
@@ -63,15 +63,6 @@ async def mark_failed(
     if final or notice.attempts >= MAX_ATTEMPTS:
         notice.sent_at = now
         notice.failed = reason[:64]
-
-
-async def pending_count(session: AsyncSession) -> int:
-    return int(
-        await session.scalar(
-            select(func.count()).select_from(OutboxNotice).where(OutboxNotice.sent_at.is_(None))
-        )
-        or 0
-    )
 
 
 async def drop_for(session: AsyncSession, telegram_id: int, now: datetime) -> None:
