@@ -4,8 +4,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app
 
 COPY pyproject.toml README.md alembic.ini babel.cfg requirements-runtime.lock ./
+# The runtime rooms only: sandbox/ (emulator, web chat, demo data) stays out of the image.
 COPY bot ./bot
-COPY handlers ./handlers
+COPY tg ./tg
+COPY services ./services
+COPY infra ./infra
 COPY models ./models
 COPY migrations ./migrations
 COPY locales ./locales

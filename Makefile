@@ -45,7 +45,7 @@ audit: install
 ## The probe exits 0 with a token, 3 without; a setting that cannot be read prints one
 ## line naming it and exits 2, and then nothing starts.
 run: install
-	@$(BIN)/python -c "import sys; from bot.settings import load_settings; \
+	@$(BIN)/python -c "import sys; from infra.settings import load_settings; \
 		sys.exit(0 if load_settings().bot_token else 3)"; probe=$$?; \
 	if [ $$probe -eq 0 ]; then \
 		$(BIN)/bansos-bot db upgrade && \

@@ -36,11 +36,11 @@ from sqlalchemy.engine import make_url
 
 from bench.emulator_server import TOKEN
 from bench.redemption import ensure_database
-from bot.context import utc_now
-from bot.db import create_engine, create_sessionmaker, upgrade_database
-from bot.services import broadcasts
-from bot.services.broadcasts import Audience, Claim
+from infra.db import create_engine, create_sessionmaker, upgrade_database
 from models import Account, Beneficiary, Broadcast
+from services.broadcasts import store as broadcasts
+from services.broadcasts.store import Audience, Claim
+from tg.context import utc_now
 
 DEFAULT_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/bansos_bench_broadcast"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/10"

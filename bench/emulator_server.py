@@ -12,7 +12,7 @@ import argparse
 import asyncio
 import signal
 
-from bot.sandbox.emulator import BotApiEmulator
+from sandbox.emulator import BotApiEmulator
 
 TOKEN = "123456:BENCH-token"
 

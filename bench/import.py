@@ -53,17 +53,17 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bench.redemption import ensure_database
-from bot.db import create_engine, create_sessionmaker, upgrade_database
-from bot.services import status
-from bot.services.identity import Hasher
-from bot.services.imports import (
+from infra.db import create_engine, create_sessionmaker, upgrade_database
+from models import Beneficiary, Region
+from services.identity import Hasher
+from services.imports.registry import (
     BENEFICIARY_COLUMNS,
     DISBURSEMENT_COLUMNS,
     import_beneficiaries,
     import_disbursements,
 )
-from bot.services.regions import REGION_DATA_DIR, import_regions, region_count
-from models import Beneficiary, Region
+from services.regions import REGION_DATA_DIR, import_regions, region_count
+from services.registry import status
 
 DEFAULT_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/bansos_bench_import"
 HASHER = Hasher(b"bench-secret-not-for-production")
@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.phases:
         logging.basicConfig(format="  %(message)s")
-        logging.getLogger("bot.services.imports").setLevel(logging.DEBUG)
+        logging.getLogger("services.imports.registry").setLevel(logging.DEBUG)
     asyncio.run(ensure_database(args.database_url))
     upgrade_database(args.database_url)  # Alembic runs its own event loop
     with tempfile.TemporaryDirectory(prefix="bench-import-") as folder:

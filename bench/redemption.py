@@ -38,17 +38,17 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.db import create_engine, create_sessionmaker, upgrade_database
-from bot.services import shopping
-from bot.services.identity import Hasher
-from bot.services.imports import (
+from infra.db import create_engine, create_sessionmaker, upgrade_database
+from models import Beneficiary, BpntWallet, EWarong, LedgerEntry, Redemption, ShoppingCode
+from models.base import utcnow
+from services.bpnt import shopping
+from services.bpnt.shopping import BasketLine, ConfirmResult, RedemptionDraft
+from services.identity import Hasher
+from services.imports.registry import (
     import_beneficiary_records,
     import_disbursement_records,
     records_from_dicts,
 )
-from bot.services.shopping import BasketLine, ConfirmResult, RedemptionDraft
-from models import Beneficiary, BpntWallet, EWarong, LedgerEntry, Redemption, ShoppingCode
-from models.base import utcnow
 
 DEFAULT_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/bansos_bench"
 HASHER = Hasher(b"bench-secret-not-for-production")

@@ -40,8 +40,8 @@ from sqlalchemy.engine import make_url
 from bench.broadcast import control, start_emulator
 from bench.emulator_server import TOKEN
 from bench.redemption import HASHER, ensure_database, register_families, reset
-from bot.db import create_engine, create_sessionmaker, upgrade_database
-from bot.settings import Settings
+from infra.db import create_engine, create_sessionmaker, upgrade_database
+from infra.settings import Settings
 from models import Account
 
 DEFAULT_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/bansos_bench_updates"

@@ -16,24 +16,24 @@ from aiogram.fsm.storage.memory import MemoryStorage, SimpleEventIsolation
 from aiogram.utils.i18n import I18n
 from redis.asyncio import Redis
 
-from bot.context import AppContext
-from bot.db import PROJECT_ROOT, create_engine, create_sessionmaker
-from bot.kv import KeyValueStore, MemoryStore, RedisStore, connect_redis, redis_fsm
-from bot.menus import set_menus
-from bot.middlewares.account import AccountI18nMiddleware, AccountMiddleware
-from bot.middlewares.db import DbSessionMiddleware
-from bot.middlewares.dedup import UpdateDedupMiddleware
-from bot.middlewares.errors import ErrorReplyMiddleware, reply_on_failure
-from bot.middlewares.metrics import MetricsMiddleware
-from bot.middlewares.private import PrivateChatsOnlyMiddleware
-from bot.middlewares.throttle import ThrottleMiddleware
-from bot.retry import RetryMiddleware
-from bot.services import accounts
-from bot.services.identity import Hasher
-from bot.services.lockout import Ceiling, FailureGuard, Lockout
-from bot.services.regions import RegionDirectory
-from bot.settings import Settings
-from handlers import all_routers
+from infra.db import PROJECT_ROOT, create_engine, create_sessionmaker
+from infra.kv import KeyValueStore, MemoryStore, RedisStore, connect_redis, redis_fsm
+from infra.settings import Settings
+from services import accounts
+from services.identity import Hasher
+from services.lockout import Ceiling, FailureGuard, Lockout
+from services.regions import RegionDirectory
+from tg.context import AppContext
+from tg.menus import set_menus
+from tg.middlewares.account import AccountI18nMiddleware, AccountMiddleware
+from tg.middlewares.db import DbSessionMiddleware
+from tg.middlewares.dedup import UpdateDedupMiddleware
+from tg.middlewares.errors import ErrorReplyMiddleware, reply_on_failure
+from tg.middlewares.metrics import MetricsMiddleware
+from tg.middlewares.private import PrivateChatsOnlyMiddleware
+from tg.middlewares.throttle import ThrottleMiddleware
+from tg.retry import RetryMiddleware
+from tg.routers import all_routers
 
 log = logging.getLogger(__name__)
 LOCALES_DIR = PROJECT_ROOT / "locales"

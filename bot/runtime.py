@@ -14,11 +14,11 @@ from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_applicati
 from aiohttp import web
 from sqlalchemy import text
 
-from bot import metrics
-from bot.context import AppContext
-from bot.db import upgrade_database
 from bot.factory import create_bot, create_context, create_dispatcher
-from bot.settings import Settings
+from infra import metrics
+from infra.db import upgrade_database
+from infra.settings import Settings
+from tg.context import AppContext
 
 log = logging.getLogger(__name__)
 WEBHOOK_PATH = "/webhook"

@@ -1,13 +1,13 @@
 """The background worker: broadcast delivery, Napza SLA expiry/escalation and purge.
 
-Broadcast delivery is `bot.broadcaster.BroadcastEngine`, run beside the Napza loop
+Broadcast delivery is `services.broadcasts.engine.BroadcastEngine`, run beside the Napza loop
 (`make_broadcast_engine` builds it for a Bot).
 
 `bansos-bot worker` runs `run_worker_process`; embedded mode can run
 `run_worker` in-process. All state lives in the database (deadlines in
 `help_requests.sla_due_at`), so a restart loses nothing, and several workers
 can run at once: `expire_due` moves each request at most once (see
-`bot.services.napza`).
+`services.napza.requests`).
 
 Each tick commits its routing changes first and only then notifies, so a
 notification is never sent for a change that was rolled back; a crash between
@@ -20,7 +20,7 @@ chat of finished requests idle that long. It reads through the
 state to keep.
 
 This module never imports aiogram at import time; the chat layer supplies
-`notify` (or `run_worker_process` builds one from `handlers.napza_notify`).
+`notify` (or `run_worker_process` builds one from `tg.notify.napza`).
 """
 
 from __future__ import annotations
@@ -34,18 +34,18 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.broadcaster import BroadcastEngine, EngineConfig, create_progress_engine
-from bot.context import utc_now
-from bot.services import napza
-from bot.services.napza import Delivery, SlaPolicy
-from bot.services.ratelimit import create_rate_limiter
-from bot.settings import Settings
+from infra.ratelimit import create_rate_limiter
+from infra.settings import Settings
+from services.broadcasts.engine import BroadcastEngine, EngineConfig, create_progress_engine
+from services.napza import requests as napza
+from services.napza.requests import Delivery, SlaPolicy
+from tg.context import utc_now
 
 log = logging.getLogger("bansos.worker")
 
 Notify = Callable[[Delivery], Awaitable[None]]
 Clock = Callable[[], datetime]
-# Sends the outbox's waiting notices (unlinked, removed, deactivated…); `bot.notices`.
+# Sends the outbox's waiting notices (unlinked, removed, deactivated…); `tg.notify.outbox`.
 Outbox = Callable[[datetime], Awaitable[int]]
 MAX_BACKOFF_SECONDS = 300.0
 EXPIRE_BATCH = 100
@@ -132,8 +132,8 @@ async def run_worker(
 
 
 def make_notify(bot: Any, i18n: Any, sessionmaker: async_sessionmaker[AsyncSession]) -> Notify:
-    """A `notify` that sends a delivery with `handlers.napza_notify.send_deliveries`."""
-    from handlers.napza_notify import send_deliveries  # aiogram only when needed
+    """A `notify` that sends a delivery with `tg.notify.napza.send_deliveries`."""
+    from tg.notify.napza import send_deliveries
 
     async def notify(delivery: Delivery) -> None:
         async with sessionmaker() as session, session.begin():
@@ -143,8 +143,8 @@ def make_notify(bot: Any, i18n: Any, sessionmaker: async_sessionmaker[AsyncSessi
 
 
 def make_outbox(bot: Any, i18n: Any, sessionmaker: async_sessionmaker[AsyncSession]) -> Outbox:
-    """An `outbox` step that sends waiting notices with `bot.notices.deliver_outbox`."""
-    from bot.notices import deliver_outbox  # aiogram only when needed
+    """An `outbox` step that sends waiting notices with `tg.notify.outbox.deliver_outbox`."""
+    from tg.notify.outbox import deliver_outbox
 
     async def outbox(now: datetime) -> int:
         return await deliver_outbox(bot, i18n, sessionmaker, now)
@@ -161,9 +161,9 @@ def make_broadcast_engine(
 ) -> BroadcastEngine:
     """The delivery engine for a Bot: copyMessage sends, the shared rate limiter (Redis
     when REDIS_URL is set), progress reports in the admin's chat, and metrics."""
-    from bot import metrics
-    from bot.broadcast_sender import BotApiSender
-    from handlers.broadcast_notify import make_reporter
+    from infra import metrics
+    from tg.broadcast_sender import BotApiSender
+    from tg.notify.broadcasts import make_reporter
 
     config = EngineConfig.from_settings(settings)
     return BroadcastEngine(
@@ -187,9 +187,9 @@ async def run_engine(engine: BroadcastEngine, stop: asyncio.Event) -> None:
 
 async def run_worker_process(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """`bansos-bot worker`: Napza checks and broadcast delivery until `stop` (or a signal)."""
-    from bot.db import create_engine, create_sessionmaker
     from bot.factory import create_bot, create_i18n
     from bot.runtime import prepare_database
+    from infra.db import create_engine, create_sessionmaker
 
     await prepare_database(settings)
     engine = create_engine(settings.database_url)
@@ -202,7 +202,7 @@ async def run_worker_process(settings: Settings, stop: asyncio.Event | None = No
         notify = make_notify(bot, i18n, sessionmaker)
         engine_ = make_broadcast_engine(sessionmaker, settings, bot, i18n, utc_now)
         if settings.metrics_port:
-            from bot import metrics
+            from infra import metrics
 
             metrics_runner = await metrics.serve(
                 settings.metrics_port, sessionmaker, host=settings.webhook_host

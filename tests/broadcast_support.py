@@ -9,8 +9,8 @@ from datetime import date
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.sandbox.client import EmulatorClient
 from models import Account, Beneficiary, Region
+from sandbox.client import EmulatorClient
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.db import create_engine, create_sessionmaker, upgrade_database
-from bot.settings import Settings
+from infra.db import create_engine, create_sessionmaker, upgrade_database
+from infra.settings import Settings
 from models import Base
 
 KEPT_TABLES = {"regions", "pkh_component_rates", "alembic_version"}
@@ -35,7 +35,7 @@ async def _prepare(url: str) -> None:
             await conn.execute(text("CREATE SCHEMA public"))
     await engine.dispose()
     await asyncio.to_thread(upgrade_database, url)
-    from bot.services.regions import REGION_DATA_DIR, import_regions
+    from services.regions import REGION_DATA_DIR, import_regions
 
     engine = create_engine(url)
     await import_regions(create_sessionmaker(engine), REGION_DATA_DIR)
@@ -118,7 +118,7 @@ class Harness:
 
     async def deliver_notices(self) -> int:
         """Run the worker's outbox step once: send the notices waiting (unlinked, removed…)."""
-        from bot.notices import deliver_outbox
+        from tg.notify.outbox import deliver_outbox
 
         i18n = self.dp.workflow_data["i18n"]
         return await deliver_outbox(self.bot, i18n, self.ctx.sessionmaker, self.ctx.now())
@@ -148,8 +148,8 @@ async def bot_app(
     """The bot polling a fresh emulator. Tests act faster than people, so the per-user
     throttle is off unless a test asks for it with `@pytest.mark.throttle(burst=N)`."""
     from bot.factory import create_bot, create_context, create_dispatcher
-    from bot.sandbox.client import EmulatorClient
-    from bot.sandbox.emulator import BotApiEmulator
+    from sandbox.client import EmulatorClient
+    from sandbox.emulator import BotApiEmulator
 
     marker = request.node.get_closest_marker("throttle")
     settings.throttle_burst = marker.kwargs["burst"] if marker else 10_000

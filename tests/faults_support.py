@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.db import create_engine, create_sessionmaker, upgrade_database
-from bot.services.regions import REGION_DATA_DIR, import_regions
-from bot.settings import Settings
+from infra.db import create_engine, create_sessionmaker, upgrade_database
+from infra.settings import Settings
+from services.regions import REGION_DATA_DIR, import_regions
 from tests.conftest import BOT_TOKEN, TEST_SECRET, Harness
 
 REQUIRED = os.environ.get("REQUIRE_SERVICES") == "1"
@@ -199,8 +199,8 @@ def settings_for(database_url: str, redis_url: str | None = None) -> Settings:
 async def polling_bot(settings: Settings) -> AsyncIterator[Harness]:
     """The real bot polling a fresh emulator (as conftest's `bot_app`, for any settings)."""
     from bot.factory import create_bot, create_context, create_dispatcher
-    from bot.sandbox.client import EmulatorClient
-    from bot.sandbox.emulator import BotApiEmulator
+    from sandbox.client import EmulatorClient
+    from sandbox.emulator import BotApiEmulator
 
     emulator = BotApiEmulator(token=BOT_TOKEN)
     settings.telegram_api_url = await emulator.start()

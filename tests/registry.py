@@ -7,9 +7,9 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.services import activation
-from bot.services.identity import Hasher
-from bot.services.imports import import_beneficiaries, import_disbursements
+from services.identity import Hasher
+from services.imports.registry import import_beneficiaries, import_disbursements
+from services.registry import activation
 
 BENEFICIARIES = """\
 nik,name,birth_date,phone,kks_number,village_code,programs,pkh_components

@@ -7,8 +7,8 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.services.identity import Hasher
 from models import Beneficiary, EWarong
+from services.identity import Hasher
 from tests.registry import load_registry
 
 WARUNG = {

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from bot.services import accounts
 from models import Account, AccountRole, AuditEvent
 from models.base import utcnow
+from services import accounts
 
 
 async def test_admin_ids_become_national_admins_once(session) -> None:  # type: ignore[no-untyped-def]
@@ -45,8 +45,8 @@ async def test_erasing_a_staff_account_keeps_the_role_but_clears_personal_data(s
 
 
 async def test_lockout_lasts_its_full_period_from_the_last_failure() -> None:
-    from bot.kv import MemoryStore
-    from bot.services.lockout import Lockout
+    from infra.kv import MemoryStore
+    from services.lockout import Lockout
 
     now = [0.0]
     lockout = Lockout(MemoryStore(clock=lambda: now[0]), "link", max_failures=5, seconds=3600)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from bot.services import accounts
 from models import EWarong, HelpRequest, Redemption
+from services import accounts
 from tests.broadcast_support import Group, populate
 from tests.shopping_support import WARUNG
 

@@ -11,8 +11,8 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
-from bot.services import invites
 from models import AuditEvent, LedgerEntry, Redemption
+from services import invites
 from tests.registry import SITI
 from tests.shopping_support import OTHER_WARUNG, WARUNG, shopping_world
 
@@ -221,7 +221,7 @@ async def test_dispute_freezes_codes_until_an_admin_reverses(app, sessionmaker, 
     agent, _ = await make_agent(app, sessionmaker)
     kpm = await linked_kpm(app)
     admin = await app.user("Admin")
-    from bot.services import accounts
+    from services import accounts
 
     async with sessionmaker() as s, s.begin():
         await accounts.ensure_national_admins(s, [admin.id])
@@ -303,7 +303,7 @@ async def test_nearest_ewarongs_from_a_shared_location(app):
 
 async def test_admin_invites_and_removes_an_agent_in_chat(app, sessionmaker):
     admin = await app.user("Admin")
-    from bot.services import accounts
+    from services import accounts
 
     async with sessionmaker() as s, s.begin():
         await accounts.ensure_national_admins(s, [admin.id])
@@ -344,7 +344,7 @@ async def test_regional_admin_acts_only_inside_the_region(app, sessionmaker, ses
     from models import AccountRole
 
     async with sessionmaker() as s, s.begin():
-        from bot.services import accounts
+        from services import accounts
 
         account = await accounts.get_or_create(s, bali.id, "id")
         account.roles.append(AccountRole(telegram_id=bali.id, role="admin", scope="51"))

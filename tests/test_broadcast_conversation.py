@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from bot.broadcaster import BroadcastEngine
-from bot.services import accounts
-from bot.services.audit import recent
 from models import Broadcast
+from services import accounts
+from services.audit import recent
+from services.broadcasts.engine import BroadcastEngine
 from tests.broadcast_support import Group, add_emulator_users, populate
 
 

@@ -16,15 +16,15 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
-from bot.broadcaster import BroadcastEngine
-from bot.context import utc_now
-from bot.sandbox.client import EmulatorClient
-from bot.sandbox.emulator import BotApiEmulator
-from bot.services import broadcasts
-from bot.services.broadcasts import Audience
-from bot.settings import Settings
+from infra.settings import Settings
 from models import Account, Broadcast, BroadcastFailure
+from sandbox.client import EmulatorClient
+from sandbox.emulator import BotApiEmulator
+from services.broadcasts import store as broadcasts
+from services.broadcasts.engine import BroadcastEngine
+from services.broadcasts.store import Audience
 from tests.broadcast_support import Group, add_emulator_users, populate
+from tg.context import utc_now
 
 TOKEN = "123456:TEST-token"
 ADMIN = 42

@@ -21,9 +21,10 @@ from hypothesis import strategies as st
 from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.services import imports
-from bot.services.identity import Hasher, normalize_phone
-from bot.services.imports import (
+from models import Beneficiary, BpntWallet, Disbursement, LedgerEntry, PkhComponent
+from services.identity import Hasher, normalize_phone
+from services.imports import registry as imports
+from services.imports.registry import (
     BENEFICIARY_COLUMNS,
     DISBURSEMENT_COLUMNS,
     ImportReport,
@@ -33,7 +34,6 @@ from bot.services.imports import (
     keyed_digest,
     phone_e164,
 )
-from models import Beneficiary, BpntWallet, Disbursement, LedgerEntry, PkhComponent
 from tests.conftest import TEST_SECRET
 
 HASHER = Hasher(TEST_SECRET.encode())

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from bot.cli import app
-from bot.db import create_engine, create_sessionmaker
+from infra.db import create_engine, create_sessionmaker
 from models import AccountRole
 from tests.conftest import _truncate
 

@@ -8,10 +8,10 @@ from datetime import timedelta
 from typer.testing import CliRunner
 
 from bot.cli import app
-from bot.context import utc_now
-from bot.db import create_engine, create_sessionmaker
+from infra.db import create_engine, create_sessionmaker
 from models import Broadcast, BroadcastChunk, BroadcastFailure
 from tests.conftest import _truncate
+from tg.context import utc_now
 
 runner = CliRunner()
 

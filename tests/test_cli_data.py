@@ -118,7 +118,7 @@ def test_import_regions_if_empty_skips_a_loaded_table(cli_db: dict[str, str]) ->
 def test_problems_beyond_those_kept_are_counted(
     cli_db: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bot.services import imports
+    from services.imports import registry as imports
 
     monkeypatch.setattr(imports, "MAX_ERRORS", 5)  # a report keeps the first problems only
     people = tmp_path / "people.csv"

@@ -13,10 +13,10 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from bot.cli import app
-from bot.db import create_engine, create_sessionmaker
-from bot.sandbox.emulator import BotApiEmulator
-from bot.services.invites import accept_invite, agents_of
+from infra.db import create_engine, create_sessionmaker
 from models import Invite
+from sandbox.emulator import BotApiEmulator
+from services.invites import accept_invite, agents_of
 from tests.conftest import TEST_SECRET
 
 HEADER = "code,name,village_code,address,latitude,longitude,bank"
@@ -70,7 +70,7 @@ def payload_in(output: str) -> str:
 
 
 async def _stored_invite(env: dict[str, str], payload: str) -> Invite | None:
-    from bot.services.invites import token_hash
+    from services.invites import token_hash
 
     engine = create_engine(env["DATABASE_URL"])
     try:

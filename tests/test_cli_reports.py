@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 from typer.testing import CliRunner
 
 from bot.cli import app
-from bot.db import create_engine, create_sessionmaker
-from bot.services import shopping
-from bot.services.identity import Hasher
-from bot.services.shopping import BasketLine, RedemptionDraft
+from infra.db import create_engine, create_sessionmaker
+from services.bpnt import shopping
+from services.bpnt.shopping import BasketLine, RedemptionDraft
+from services.identity import Hasher
 from tests.conftest import TEST_SECRET, _truncate
 from tests.shopping_support import WARUNG, shopping_world
 

@@ -7,12 +7,12 @@ from datetime import date
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.services import wallet
-from bot.services.demo import FIXED_FAMILIES, demo_families, generate_demo, nik_for
-from bot.services.identity import Hasher, nik_problem
-from bot.services.imports import birth_date_matches_nik
-from bot.services.regions import RegionDirectory, region_name, zone_abbreviation
 from models import Beneficiary, BpntWallet, Disbursement, LedgerEntry
+from sandbox.demo import FIXED_FAMILIES, demo_families, generate_demo, nik_for
+from services.bpnt import ledger as wallet
+from services.identity import Hasher, nik_problem
+from services.imports.registry import birth_date_matches_nik
+from services.regions import RegionDirectory, region_name, zone_abbreviation
 from tests.conftest import TEST_SECRET
 
 HASHER = Hasher(TEST_SECRET.encode())
@@ -137,7 +137,7 @@ def test_nik_encodes_district_birth_date_and_sex() -> None:
 
 
 async def test_demo_has_ewarongs_near_the_fixed_families(sessionmaker, session) -> None:  # type: ignore[no-untyped-def]
-    from bot.services.ewarongs import nearest
+    from services.bpnt.ewarongs import nearest
 
     await generate_demo(sessionmaker, HASHER, families=5, seed=1, today=TODAY)
     near_siti = await nearest(session, -6.95, 107.55, 3)

@@ -30,9 +30,9 @@ from aiogram.types import (
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 
-from bot.sandbox.client import ChatUser, EmulatorClient
-from bot.sandbox.emulator import SECRET_HEADER, BotApiEmulator
-from bot.sandbox.html import ParseError, parse_html
+from sandbox.client import ChatUser, EmulatorClient
+from sandbox.emulator import SECRET_HEADER, BotApiEmulator
+from sandbox.html import ParseError, parse_html
 
 TOKEN = "123456:ABC-emulator-test-token"
 BOT_ID = 123456

@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.services import ewarongs
-from bot.services.ewarongs import (
+from models import AuditEvent, EWarong
+from services.bpnt import ewarongs
+from services.bpnt.ewarongs import (
     EWARONG_COLUMNS,
     NearbyEWarong,
     get_ewarong,
@@ -19,8 +20,7 @@ from bot.services.ewarongs import (
     nearest,
     set_active,
 )
-from bot.services.imports import ImportReport
-from models import AuditEvent, EWarong
+from services.imports.registry import ImportReport
 
 HEADER = ",".join(EWARONG_COLUMNS)
 BANDUNG, MAKASSAR, JAYAPURA = "32.73.01.1001", "73.71.01.1001", "91.71.01.1001"

@@ -23,14 +23,12 @@ from aiohttp import web
 from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.db import create_engine, create_sessionmaker
 from bot.factory import create_bot, create_context, create_dispatcher, create_i18n
-from bot.middlewares.errors import ErrorReplyMiddleware
-from bot.retry import RetryMiddleware, retries_disabled
 from bot.runtime import WEBHOOK_PATH, build_webhook_app
-from bot.sandbox.client import EmulatorClient
-from bot.sandbox.emulator import BotApiEmulator
+from infra.db import create_engine, create_sessionmaker
 from models import BpntWallet, LedgerEntry, Redemption
+from sandbox.client import EmulatorClient
+from sandbox.emulator import BotApiEmulator
 from tests.conftest import BOT_TOKEN, _truncate
 from tests.faults_support import (
     PostgresCluster,
@@ -42,6 +40,8 @@ from tests.faults_support import (
 )
 from tests.shopping_support import shopping_world
 from tests.test_agent_conversation import Clock, fill_basket, linked_kpm, make_agent, shopping_code
+from tg.middlewares.errors import ErrorReplyMiddleware
+from tg.retry import RetryMiddleware, retries_disabled
 
 BUSY_ID = "Layanan sedang sibuk, coba lagi sebentar lagi."
 BUSY_EN = "The service is busy, please try again in a moment."

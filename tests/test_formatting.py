@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from bot.formatting import local_datetime, long_date, money
+from tg.formatting import local_datetime, long_date, money
 
 
 @pytest.mark.parametrize(

@@ -53,28 +53,6 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot import texts
-from bot.sandbox.client import ChatUser
-from bot.sandbox.personas import Persona, agent_of, linked_to, national_admin, staff_of
-from bot.services import accounts, napza, shopping
-from bot.services.imports import (
-    import_beneficiary_records,
-    import_disbursement_records,
-    records_from_dicts,
-)
-from bot.services.partners import import_partners
-from bot.services.wallet import CREDIT, CREDIT_REVERSAL
-from handlers import states as flows
-from handlers.states import (
-    BroadcastFlow,
-    EraseFlow,
-    LinkFlow,
-    NapzaFlow,
-    NearbyFlow,
-    RedeemFlow,
-    RelayFlow,
-    ReversalFlow,
-)
 from models import (
     Account,
     AccountRole,
@@ -86,9 +64,33 @@ from models import (
     Redemption,
     RelayMessage,
 )
+from sandbox.client import ChatUser
+from sandbox.personas import Persona, agent_of, linked_to, national_admin, staff_of
+from services import accounts
+from services.bpnt import shopping
+from services.bpnt.ledger import CREDIT, CREDIT_REVERSAL
+from services.imports.registry import (
+    import_beneficiary_records,
+    import_disbursement_records,
+    records_from_dicts,
+)
+from services.napza import requests as napza
+from services.napza.partners import import_partners
 from tests.conftest import KEPT_TABLES, _truncate
 from tests.registry import BUDI, SITI, activation_code_for
 from tests.shopping_support import WARUNG, shopping_world
+from tg import states as flows
+from tg import texts
+from tg.states import (
+    BroadcastFlow,
+    EraseFlow,
+    LinkFlow,
+    NapzaFlow,
+    NearbyFlow,
+    RedeemFlow,
+    RelayFlow,
+    ReversalFlow,
+)
 
 # ---------------------------------------------------------------------------
 # Budget

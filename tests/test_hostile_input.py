@@ -21,12 +21,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from bot.keyboards import DisputeCB
-from bot.services import accounts, invites, shopping
-from bot.services.ewarongs import import_ewarongs
-from bot.services.imports import import_beneficiaries, import_disbursements
-from bot.services.partners import import_partners
-from bot.services.text import storable
+from infra.db import storable
 from models import (
     AuditEvent,
     Beneficiary,
@@ -36,7 +31,13 @@ from models import (
     Redemption,
     RelayMessage,
 )
+from services import accounts, invites
+from services.bpnt import shopping
+from services.bpnt.ewarongs import import_ewarongs
+from services.imports.registry import import_beneficiaries, import_disbursements
+from services.napza.partners import import_partners
 from tests.conftest import TEST_SECRET
+from tg.keyboards import DisputeCB
 
 NOW = datetime(2026, 5, 20, 3, 0, tzinfo=UTC)
 

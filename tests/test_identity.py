@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.services.identity import (
+from services.identity import (
     Hasher,
     NikProblem,
     mask_name,

@@ -12,9 +12,11 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.services import imports, wallet
-from bot.services.identity import Hasher
-from bot.services.imports import (
+from models import Beneficiary, BpntWallet, Disbursement, LedgerEntry, PkhComponent
+from services.bpnt import ledger as wallet
+from services.identity import Hasher
+from services.imports import registry as imports
+from services.imports.registry import (
     BENEFICIARY_COLUMNS,
     DISBURSEMENT_COLUMNS,
     ImportReport,
@@ -24,7 +26,6 @@ from bot.services.imports import (
     import_disbursements,
     records_from_dicts,
 )
-from models import Beneficiary, BpntWallet, Disbursement, LedgerEntry, PkhComponent
 from tests.conftest import TEST_SECRET
 
 HASHER = Hasher(TEST_SECRET.encode())
@@ -602,8 +603,8 @@ async def test_quoted_fields_with_commas_and_quotes(
 
 
 async def test_a_kks_number_belongs_to_one_family(sessionmaker, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from bot.services.identity import Hasher
-    from bot.services.imports import import_beneficiaries
+    from services.identity import Hasher
+    from services.imports.registry import import_beneficiaries
     from tests.conftest import TEST_SECRET
     from tests.registry import load_registry
 

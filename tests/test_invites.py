@@ -12,9 +12,10 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.services import accounts
-from bot.services.ewarongs import import_ewarongs, set_active
-from bot.services.invites import (
+from models import Account, AccountRole, AuditEvent, Invite
+from services import accounts
+from services.bpnt.ewarongs import import_ewarongs, set_active
+from services.invites import (
     INVITE_TTL,
     InviteError,
     InviteOutcome,
@@ -28,7 +29,6 @@ from bot.services.invites import (
     remove_role,
     token_hash,
 )
-from models import Account, AccountRole, AuditEvent, Invite
 
 NOW = datetime(2025, 5, 1, 3, 0, tzinfo=UTC)
 HEADER = "code,name,village_code,address,latitude,longitude,bank"

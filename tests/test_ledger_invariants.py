@@ -22,10 +22,13 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.db import create_engine, create_sessionmaker
-from bot.services import shopping
-from bot.services.identity import Hasher
-from bot.services.imports import (
+from infra.db import create_engine, create_sessionmaker
+from models import Beneficiary, EWarong, LedgerEntry, Redemption
+from services.bpnt import shopping
+from services.bpnt.ledger import CREDIT, CREDIT_REVERSAL
+from services.bpnt.shopping import BasketLine, ConfirmResult, RedemptionDraft
+from services.identity import Hasher
+from services.imports.registry import (
     BENEFICIARY_COLUMNS,
     DISBURSEMENT_COLUMNS,
     import_beneficiary_records,
@@ -33,9 +36,6 @@ from bot.services.imports import (
     parse_csv_text,
     records_from_dicts,
 )
-from bot.services.shopping import BasketLine, ConfirmResult, RedemptionDraft
-from bot.services.wallet import CREDIT, CREDIT_REVERSAL
-from models import Beneficiary, EWarong, LedgerEntry, Redemption
 from tests.conftest import TEST_SECRET, _truncate
 from tests.registry import BENEFICIARIES, BUDI, DISBURSEMENTS, SITI
 from tests.shopping_support import WARUNG

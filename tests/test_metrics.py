@@ -9,13 +9,13 @@ from datetime import timedelta
 import aiohttp
 from aiohttp import web
 
-from bot import metrics
 from bot.factory import create_bot, create_context, create_dispatcher
 from bot.runtime import WEBHOOK_PATH, build_webhook_app
-from bot.sandbox.client import EmulatorClient
-from bot.sandbox.emulator import BotApiEmulator
-from bot.services.broadcasts import Outcome
+from infra import metrics
 from models import HelpRequest
+from sandbox.client import EmulatorClient
+from sandbox.emulator import BotApiEmulator
+from services.broadcasts.store import Outcome
 from tests.conftest import BOT_TOKEN
 
 SECRET = "metrics-Test_secret-0123456789abcdefXYZ"

@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from bot.services import accounts, invites
-from bot.services.partners import import_partners
 from bot.worker import worker_tick
-from handlers.napza_notify import send_deliveries
 from models import HelpRequest, RelayMessage
+from services import accounts, invites
+from services.napza.partners import import_partners
+from tg.notify.napza import send_deliveries
 
 NOW = datetime(2026, 5, 20, 3, 0, tzinfo=UTC)
 PARTNERS = """\

@@ -12,11 +12,6 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.services import napza
-from bot.services.ewarongs import import_ewarong_records
-from bot.services.imports import records_from_dicts
-from bot.services.napza import AcceptResult, RequestAnswers, SlaPolicy
-from bot.services.partners import import_partner_records
 from models import (
     Account,
     AccountRole,
@@ -26,6 +21,11 @@ from models import (
     Region,
     RelayMessage,
 )
+from services.bpnt.ewarongs import import_ewarong_records
+from services.imports.registry import records_from_dicts
+from services.napza import requests as napza
+from services.napza.partners import import_partner_records
+from services.napza.requests import AcceptResult, RequestAnswers, SlaPolicy
 
 NOW = datetime(2025, 5, 1, 3, 0, tzinfo=UTC)
 SLA = SlaPolicy(urgent=timedelta(hours=1), normal=timedelta(hours=24))

@@ -9,15 +9,15 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.services.invites import InviteError, create_invite
-from bot.services.partners import (
+from models import PartnerCoverage, PartnerOrganisation
+from services.invites import InviteError, create_invite
+from services.napza.partners import (
     KINDS,
     coverage_of,
     covering_prefixes,
     get_partner,
     import_partners,
 )
-from models import PartnerCoverage, PartnerOrganisation
 
 HEADER = "code,name,kind,region_codes,phone,services\n"
 GOOD = (

@@ -17,13 +17,8 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from bot.services.ratelimit import (
-    MemoryRateLimiter,
-    RedisRateLimiter,
-    broadcast_rate,
-    create_rate_limiter,
-)
-from bot.settings import Settings
+from infra.ratelimit import MemoryRateLimiter, RedisRateLimiter, broadcast_rate, create_rate_limiter
+from infra.settings import Settings
 
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/13"
 TEST_PREFIX = "bansos-test:"

@@ -29,12 +29,12 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.db import create_engine, create_sessionmaker
-from bot.services import shopping
-from bot.services.identity import Hasher
-from bot.services.imports import import_disbursement_records, records_from_dicts
-from bot.services.shopping import BasketLine, ConfirmOutcome, ConfirmResult, RedemptionDraft
+from infra.db import create_engine, create_sessionmaker
 from models import Beneficiary, BpntWallet, EWarong, LedgerEntry, Redemption, ShoppingCode
+from services.bpnt import shopping
+from services.bpnt.shopping import BasketLine, ConfirmOutcome, ConfirmResult, RedemptionDraft
+from services.identity import Hasher
+from services.imports.registry import import_disbursement_records, records_from_dicts
 from tests.conftest import TEST_SECRET
 from tests.registry import BUDI
 from tests.shopping_support import OTHER_WARUNG, shopping_world

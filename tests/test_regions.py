@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.services.regions import (
+from models import Region
+from services.regions import (
     PROVINCE_ZONES,
     REGION_DATA_DIR,
     RegionDirectory,
@@ -20,7 +21,6 @@ from bot.services.regions import (
     timezone_for,
     zone_abbreviation,
 )
-from models import Region
 
 # A made-up province "99" so that tests never touch the real regions.
 FAKE_FILES = {

@@ -23,11 +23,13 @@ from sqlalchemy import select as sql_select
 from typer.testing import CliRunner
 
 from bot.cli import app
-from bot.db import create_engine, create_sessionmaker
-from bot.sandbox.client import ChatUser, EmulatorClient
-from bot.sandbox.emulator import BotApiEmulator
-from bot.sandbox.personas import PERSONAS, persona_by_key, seed_personas
-from bot.sandbox.runner import (
+from infra.db import create_engine, create_sessionmaker
+from infra.settings import DEFAULT_DATABASE_URL
+from models import Account, AccountRole, Beneficiary
+from sandbox.client import ChatUser, EmulatorClient
+from sandbox.emulator import BotApiEmulator
+from sandbox.personas import PERSONAS, persona_by_key, seed_personas
+from sandbox.runner import (
     DEFAULT_SANDBOX_DATABASE,
     SANDBOX_TOKEN,
     RemoteBindError,
@@ -35,9 +37,7 @@ from bot.sandbox.runner import (
     SandboxError,
     is_loopback,
 )
-from bot.services.identity import Hasher
-from bot.settings import DEFAULT_DATABASE_URL
-from models import Account, AccountRole, Beneficiary
+from services.identity import Hasher
 from tests.conftest import TEST_SECRET
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -623,7 +623,7 @@ def test_cli_sandbox_serves_until_sigterm_then_exits_cleanly(tmp_path: Path) -> 
 
 
 def test_download_names_survive_quotes_and_non_ascii() -> None:
-    from bot.sandbox.web import _attachment
+    from sandbox.web import _attachment
 
     header = _attachment('Rekap "Mei"—2026.csv')
     assert header.startswith('attachment; filename="Rekap _Mei__2026.csv"; ')

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 from playwright.async_api import Browser, Locator, Page, async_playwright, expect
 
-from bot.sandbox.runner import SANDBOX_TOKEN, Sandbox
+from sandbox.runner import SANDBOX_TOKEN, Sandbox
 from tests.conftest import TEST_SECRET
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

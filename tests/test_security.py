@@ -17,14 +17,14 @@ from aiogram import Dispatcher, Router
 from aiogram.filters import Command
 from sqlalchemy import func, select, text
 
-from bot import texts
-from bot.filters import HasRole
-from bot.services import accounts, invites
-from bot.settings import SECRET_FILE_NAME, ConfigurationError, Settings
+from infra.settings import SECRET_FILE_NAME, ConfigurationError, Settings
 from models import AccountRole, AuditEvent, Invite, ShoppingCode
+from services import accounts, invites
 from tests.conftest import TEST_SECRET
 from tests.registry import SITI
 from tests.shopping_support import WARUNG, shopping_world
+from tg import texts
+from tg.filters import HasRole
 
 PG_URL = "postgresql+asyncpg://bansos:pw@db.internal:5432/bansos"
 NOW = datetime(2026, 5, 20, 3, 0, tzinfo=UTC)
@@ -50,18 +50,18 @@ def test_the_embedded_default_needs_no_configuration(tmp_path, monkeypatch, capl
     for name in ("SECRET_KEY", "DATABASE_URL", "BOT_TOKEN", "WEBHOOK_SECRET"):
         monkeypatch.delenv(name, raising=False)
     settings = Settings(_env_file=None)
-    with caplog.at_level(logging.WARNING, logger="bot.settings"):
+    with caplog.at_level(logging.WARNING, logger="infra.settings"):
         key = settings.resolved_secret_key()
     secret_file = tmp_path / SECRET_FILE_NAME
     assert secret_file.read_text().encode() == key and len(key) >= 64
     assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
     assert "generated one" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="bot.settings"):
+    with caplog.at_level(logging.WARNING, logger="infra.settings"):
         assert Settings(_env_file=None).resolved_secret_key() == key  # the same key next time
     assert caplog.text == ""
     secret_file.chmod(0o644)
-    with caplog.at_level(logging.WARNING, logger="bot.settings"):
+    with caplog.at_level(logging.WARNING, logger="infra.settings"):
         assert Settings(_env_file=None).resolved_secret_key() == key
     assert "can be read by other users" in caplog.text
 
@@ -72,7 +72,7 @@ def test_an_explicit_key_that_differs_from_the_generated_one_is_warned_about(
     database = f"sqlite+aiosqlite:///{tmp_path / 'bansos.db'}"
     generated = Settings(_env_file=None, database_url=database).resolved_secret_key()
     explicit = Settings(_env_file=None, database_url=database, secret_key=TEST_SECRET)
-    with caplog.at_level(logging.WARNING, logger="bot.settings"):
+    with caplog.at_level(logging.WARNING, logger="infra.settings"):
         assert explicit.resolved_secret_key() == TEST_SECRET.encode() != generated
     assert "no longer match" in caplog.text
     # And a webhook on that database is told where the key in use lives.
@@ -88,7 +88,7 @@ def test_an_explicit_key_that_differs_from_the_generated_one_is_warned_about(
 
 def test_a_short_secret_key_is_warned_about(caplog) -> None:  # type: ignore[no-untyped-def]
     settings = Settings(_env_file=None, database_url=PG_URL, secret_key="hunter2")
-    with caplog.at_level(logging.WARNING, logger="bot.settings"):
+    with caplog.at_level(logging.WARNING, logger="infra.settings"):
         assert settings.resolved_secret_key() == b"hunter2"
     assert "shorter than 32" in caplog.text
 

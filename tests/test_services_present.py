@@ -8,7 +8,7 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy import text
 
-from bot.db import create_engine
+from infra.db import create_engine
 
 REQUIRED = os.environ.get("REQUIRE_SERVICES") == "1"
 

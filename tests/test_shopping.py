@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from bot.services import shopping
-from bot.services.identity import Hasher
-from bot.services.shopping import BasketLine, ConfirmResult, LookupResult, RedemptionDraft
 from models import Beneficiary, BpntWallet, EWarong, LedgerEntry, Redemption
+from services.bpnt import shopping
+from services.bpnt.shopping import BasketLine, ConfirmResult, LookupResult, RedemptionDraft
+from services.identity import Hasher
 from tests.conftest import TEST_SECRET
 from tests.shopping_support import WARUNG, shopping_world
 

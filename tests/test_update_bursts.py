@@ -8,8 +8,8 @@ import asyncio
 import pytest
 
 from bot.factory import create_bot, create_context, create_dispatcher
-from bot.sandbox.client import EmulatorClient
-from bot.sandbox.emulator import BotApiEmulator
+from sandbox.client import EmulatorClient
+from sandbox.emulator import BotApiEmulator
 from tests.conftest import BOT_TOKEN
 
 USERS = 250
@@ -58,7 +58,7 @@ async def test_two_hundred_fifty_users_at_once_all_get_the_menu(
 
 
 async def test_local_locks_serialize_one_name_and_forget_it_afterwards() -> None:
-    from bot.kv import LocalLocks
+    from infra.kv import LocalLocks
 
     locks = LocalLocks()
     order: list[int] = []

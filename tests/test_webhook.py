@@ -22,10 +22,10 @@ from sqlalchemy import func, select
 
 from bot.factory import create_bot, create_context, create_dispatcher
 from bot.runtime import WEBHOOK_PATH, build_webhook_app, run_webhook
-from bot.sandbox.client import EmulatorClient
-from bot.sandbox.emulator import BotApiEmulator
-from bot.settings import ConfigurationError, Settings
+from infra.settings import ConfigurationError, Settings
 from models import Account, AuditEvent
+from sandbox.client import EmulatorClient
+from sandbox.emulator import BotApiEmulator
 from tests.conftest import BOT_TOKEN, TEST_SECRET
 
 SECRET = "s3cret-Token_value-0123456789abcdefXYZ"

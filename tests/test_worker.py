@@ -7,10 +7,10 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.services import napza
-from bot.settings import Settings
 from bot.worker import run_worker, worker_tick
+from infra.settings import Settings
 from models import HelpRequest
+from services.napza import requests as napza
 from tests.test_napza_service import NOTE, NOW, REQUESTER, add_partners, create
 
 

@@ -16,13 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.cli import app
 from bot.cli.data import _console, _hasher, _with_database
-from bot.services import activation, linking
-from bot.services.activation import IssuedActivation, IssueResult
-from bot.services.identity import mask_nik
-from bot.services.linking import UnlinkResult
-from bot.services.regions import timezone_for, zone_abbreviation
-from bot.settings import load_settings
+from infra.settings import load_settings
 from models.base import utcnow
+from services.identity import mask_nik
+from services.regions import timezone_for, zone_abbreviation
+from services.registry import activation, linking
+from services.registry.activation import IssuedActivation, IssueResult
+from services.registry.linking import UnlinkResult
 
 activation_app = typer.Typer(
     help="One-time activation codes, for families without a phone in the registry.",

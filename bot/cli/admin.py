@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.cli import app
 from bot.cli.data import _console, _with_database
-from bot.services import accounts, audit
-from bot.services.regions import region_name
+from services import accounts, audit
+from services.regions import region_name
 
 admin_app = typer.Typer(help="Admins of the bot.", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")

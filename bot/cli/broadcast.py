@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.cli import app
 from bot.cli.data import _console, _with_database
-from bot.settings import load_settings
+from infra.settings import load_settings
 
 broadcast_app = typer.Typer(help="Broadcasts to KPM, agents and partners.", no_args_is_help=True)
 app.add_typer(broadcast_app, name="broadcast")
@@ -27,11 +27,11 @@ def broadcast_status(
     lang: Annotated[str, typer.Option(help="Language of the report: id or en")] = "",
 ) -> None:
     """Status, counts, rate and time left of a broadcast, and why deliveries failed."""
-    from bot.context import utc_now
     from bot.factory import create_i18n
-    from bot.services import broadcasts
-    from handlers.broadcast_notify import progress_text
     from models import Broadcast, BroadcastFailure
+    from services.broadcasts import store as broadcasts
+    from tg.context import utc_now
+    from tg.notify.broadcasts import progress_text
 
     settings = load_settings()
     locale = lang or settings.default_locale

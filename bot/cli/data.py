@@ -16,19 +16,19 @@ from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.cli import app
-from bot.db import create_engine, create_sessionmaker, upgrade_database
-from bot.services.demo import DemoError, DemoIdentity, generate_demo
-from bot.services.identity import Hasher
-from bot.services.imports import ImportReport, import_beneficiaries, import_disbursements
-from bot.services.regions import (
+from infra.db import create_engine, create_sessionmaker, upgrade_database
+from infra.settings import load_settings
+from models import Base
+from sandbox.demo import DemoError, DemoIdentity, generate_demo
+from services.identity import Hasher
+from services.imports.registry import ImportReport, import_beneficiaries, import_disbursements
+from services.regions import (
     REGION_DATA_DIR,
     RegionFileError,
     import_regions,
     region_count,
     zone_abbreviation,
 )
-from bot.settings import load_settings
-from models import Base
 
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 import_app = typer.Typer(help="Import registry data from CSV files.", no_args_is_help=True)

@@ -18,11 +18,11 @@ from bot.cli.data import (
     print_report,
     progress_bar,
 )
-from bot.services import napza
-from bot.services.imports import ImportReport
-from bot.services.partners import import_partners
-from bot.settings import Settings, load_settings
+from infra.settings import Settings, load_settings
 from models.base import utcnow
+from services.imports.registry import ImportReport
+from services.napza import requests as napza
+from services.napza.partners import import_partners
 
 
 @import_app.command("partners")

@@ -21,10 +21,12 @@ from bot.cli.data import (
     print_report,
     progress_bar,
 )
-from bot.services import revocation
-from bot.services.ewarongs import get_ewarong, import_ewarongs
-from bot.services.imports import ImportReport
-from bot.services.invites import (
+from infra.settings import Settings, load_settings
+from models.base import utcnow
+from services import revocation
+from services.bpnt.ewarongs import get_ewarong, import_ewarongs
+from services.imports.registry import ImportReport
+from services.invites import (
     INVITE_TTL,
     ROLE_AGENT,
     ROLE_PARTNER,
@@ -32,10 +34,8 @@ from bot.services.invites import (
     create_invite,
     deep_link,
 )
-from bot.services.regions import timezone_for, zone_abbreviation
-from bot.services.revocation import Revoked
-from bot.settings import Settings, load_settings
-from models.base import utcnow
+from services.regions import timezone_for, zone_abbreviation
+from services.revocation import Revoked
 
 invite_app = typer.Typer(
     help="Invite e-Warong agents and partner organisations.", no_args_is_help=True

@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.cli import app
 from bot.cli.data import _console, _with_database
-from bot.services import shopping
-from bot.services.ewarongs import get_ewarong
+from services.bpnt import shopping
+from services.bpnt.ewarongs import get_ewarong
 
 export_app = typer.Typer(help="Export records as CSV.", no_args_is_help=True)
 app.add_typer(export_app, name="export")

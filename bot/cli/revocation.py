@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.cli import app
 from bot.cli.admin import admin_app
 from bot.cli.data import _console, _with_database
-from bot.services import revocation
-from bot.services.revocation import Revoked
 from models.base import utcnow
+from services import revocation
+from services.revocation import Revoked
 
 partner_app = typer.Typer(help="Partner organisations and their staff.", no_args_is_help=True)
 ewarong_app = typer.Typer(help="e-Warong shops.", no_args_is_help=True)

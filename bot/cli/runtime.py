@@ -8,7 +8,7 @@ import typer
 
 from bot.cli import app
 from bot.runtime import NO_TOKEN_HELP, configure_logging, run_polling, run_webhook
-from bot.settings import load_settings
+from infra.settings import load_settings
 
 
 @app.command()

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from bot.cli import app
 from bot.runtime import configure_logging
-from bot.sandbox.runner import (
+from sandbox.runner import (
     DEFAULT_HOST,
     DEFAULT_PORT,
     DEFAULT_SANDBOX_DATABASE,
@@ -104,7 +104,7 @@ def sandbox_command(
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(code=2) from error
     configure_logging(logging.WARNING)
-    logging.getLogger("bot.sandbox").setLevel(logging.INFO)
+    logging.getLogger("sandbox").setLevel(logging.INFO)
     console.print("Starting the sandbox (emulator, database, bot, web page)...")
     try:
         asyncio.run(_serve(sandbox, console))

@@ -9,8 +9,8 @@ import re
 from typer.testing import CliRunner, Result
 
 from bot.cli import app as cli_app
-from bot.services import accounts
-from bot.settings import Settings
+from infra.settings import Settings
+from services import accounts
 
 ACTIVATION_RE = re.compile(r"\b[2-9A-HJKMNP-Z]{5}-[2-9A-HJKMNP-Z]{5}\b")
 

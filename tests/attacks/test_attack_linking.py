@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.factory import link_guard
-from bot.services import shopping
 from models import Account, ActivationCode, AuditEvent, ShoppingCode
+from services.bpnt import shopping
 from tests.attacks.attack_support import activation_codes_in, cli
 from tests.registry import BUDI, SITI, activation_code_for, link_with_activation, load_registry
 from tests.test_agent_conversation import NOW, Clock

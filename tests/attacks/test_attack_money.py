@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.factory import code_guard
-from bot.services import shopping
-from bot.services.shopping import BasketLine, RedemptionDraft, ReversalResult
 from models import AuditEvent, BpntWallet, EWarong, LedgerEntry, Redemption
+from services.bpnt import shopping
+from services.bpnt.shopping import BasketLine, RedemptionDraft, ReversalResult
 from tests.attacks.attack_support import make_admin
 from tests.shopping_support import OTHER_WARUNG, WARUNG, shopping_world
 from tests.test_agent_conversation import (

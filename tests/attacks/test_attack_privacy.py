@@ -26,15 +26,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text
 
-from bot.db import alembic_config, create_engine, upgrade_database
 from bot.runtime import configure_logging
-from bot.services import accounts, invites
-from bot.services.partners import import_partners
-from bot.settings import Settings
 from bot.worker import worker_tick
-from handlers.napza_notify import send_deliveries
+from infra.db import alembic_config, create_engine, upgrade_database
+from infra.settings import Settings
 from models import Account, AuditEvent, HelpRequest, HelpRequestOffer, RelayMessage
+from services import accounts, invites
+from services.napza.partners import import_partners
 from tests.test_agent_conversation import NOW, Clock
+from tg.notify.napza import send_deliveries
 
 REQUIRED = os.environ.get("REQUIRE_SERVICES") == "1"
 FSM_TTL = 5400  # not aiogram's default nor the setting's: proves the setting is used

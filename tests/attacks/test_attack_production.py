@@ -32,20 +32,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from typer.testing import CliRunner
 
 from bot.cli import app
-from bot.db import PROJECT_ROOT, alembic_config, upgrade_database
-from bot.services.ewarongs import import_ewarongs
-from bot.services.identity import Hasher
-from bot.services.imports import (
-    DISBURSEMENT_COLUMNS,
-    ImportReport,
-    import_beneficiaries,
-    import_disbursement_records,
-    import_disbursements,
-    records_from_dicts,
-)
-from bot.services.partners import import_partners
-from bot.services.regions import RegionFileError, import_regions
-from bot.settings import InvalidSetting, load_settings
+from infra.db import PROJECT_ROOT, alembic_config, upgrade_database
+from infra.settings import InvalidSetting, load_settings
 from models import (
     Beneficiary,
     Disbursement,
@@ -54,6 +42,18 @@ from models import (
     PartnerOrganisation,
     Region,
 )
+from services.bpnt.ewarongs import import_ewarongs
+from services.identity import Hasher
+from services.imports.registry import (
+    DISBURSEMENT_COLUMNS,
+    ImportReport,
+    import_beneficiaries,
+    import_disbursement_records,
+    import_disbursements,
+    records_from_dicts,
+)
+from services.napza.partners import import_partners
+from services.regions import RegionFileError, import_regions
 from tests.conftest import TEST_SECRET
 from tests.registry import SITI, load_registry
 
@@ -248,7 +248,7 @@ def test_finding_17_every_entry_point_uses_load_settings() -> None:
         for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
         if re.search(r"(?<![\w.])Settings\(", text)
     ]
-    assert direct == [], f"use bot.settings.load_settings() instead of Settings() at {direct}"
+    assert direct == [], f"use infra.settings.load_settings() instead of Settings() at {direct}"
 
 
 # --- finding 18: approved stages without a date ---------------------------------------

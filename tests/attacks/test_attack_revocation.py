@@ -14,10 +14,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from bot.services import invites
-from bot.services.partners import import_partners
 from bot.worker import make_outbox, run_worker
 from models import AccountRole, AuditEvent, HelpRequest, OutboxNotice, Redemption, RelayMessage
+from services import invites
+from services.napza.partners import import_partners
 from tests.attacks.attack_support import cli, make_admin
 from tests.shopping_support import WARUNG, shopping_world
 from tests.test_agent_conversation import fill_basket, linked_kpm, make_agent, shopping_code
@@ -206,7 +206,7 @@ async def test_finding_10_the_worker_delivers_the_notices(app, sessionmaker, set
 async def test_finding_10_a_blocked_bot_ends_a_notice_for_good(app, sessionmaker):
     agent, _ = await make_agent(app, sessionmaker)
     async with sessionmaker() as session, session.begin():
-        from bot.services import revocation
+        from services import revocation
 
         await revocation.remove_agent(session, agent.id, WARUNG["code"], NOW, actor=None)
     await agent.block()

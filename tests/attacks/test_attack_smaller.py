@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import event
 
-from bot.services.broadcasts import Audience, count_recipients
-from bot.services.invites import create_invite
-from bot.services.partners import import_partners
+from services.broadcasts.store import Audience, count_recipients
+from services.invites import create_invite
+from services.napza.partners import import_partners
 from tests.test_napza_conversation import NOW, PARTNERS
 
 
@@ -47,7 +47,7 @@ async def test_finding_16_a_regional_broadcast_to_partners_stays_inside_the_regi
     path = tmp_path / "partners.csv"
     path.write_text(PARTNERS, encoding="utf-8")  # IPWL-3204 (32.04), PKM-32 (32), RS-NAS (*)
     assert (await import_partners(sessionmaker, path)).ok
-    from bot.services.invites import accept_invite
+    from services.invites import accept_invite
 
     async with sessionmaker() as session, session.begin():
         for number, org in enumerate(("IPWL-3204", "PKM-32", "RS-NAS"), start=1):

@@ -1,0 +1,1 @@
+"""BPNT/Sembako food aid: e-Warongs, shopping codes, redemptions, disputes, the ledger."""

@@ -1,0 +1,1 @@
+"""Announcements to many families: planning, chunks with leases, the delivery engine."""

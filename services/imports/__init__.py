@@ -1,0 +1,1 @@
+"""Loading the ministry's CSV files: the registry, disbursements, partners and e-Warongs."""

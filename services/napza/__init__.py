@@ -1,0 +1,1 @@
+"""Napza (drug-abuse) help requests: partners, routing, the relay chat, retention."""

@@ -1,0 +1,339 @@
+"""Keyboards and callback data. Callback data is never trusted: handlers re-check it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import (
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    ReplyKeyboardMarkup,
+)
+from aiogram.utils.i18n import gettext as _
+from pydantic import Field
+
+from models import Account
+from tg import texts
+from tg.filters import role_scope
+
+# A row id in callback data: a forged 0, negative or beyond-BIGINT id is no button the bot
+# made; it fails the filter ("no longer valid") instead of reaching a query that the
+# database driver refuses (SQLite: OverflowError, PostgreSQL: out of range).
+RowId = Annotated[int, Field(gt=0, lt=2**63)]
+
+
+class LanguageCB(CallbackData, prefix="lang"):
+    code: str
+
+
+class EraseCB(CallbackData, prefix="erase"):
+    action: str  # "yes" | "no"
+    token: str  # must equal the token kept in the FSM for this confirmation
+
+
+class BasketCB(CallbackData, prefix="bsk"):
+    action: str  # "item" | "total" | "done" | "cancel"
+    item: str = ""
+
+
+class ConfirmCB(CallbackData, prefix="rdm"):
+    action: str  # "yes" | "no"
+    key: str  # the draft's idempotency key
+
+
+class AttestCB(CallbackData, prefix="att"):
+    token: str  # must equal the token kept in the FSM for this attestation
+
+
+class DisputeCB(CallbackData, prefix="dsp"):
+    redemption: RowId
+
+
+class LockCB(CallbackData, prefix="lock"):
+    locked: bool
+
+
+class AdminDisputeCB(CallbackData, prefix="adsp"):
+    action: str  # "reverse" | "dismiss"
+    redemption: RowId
+
+
+class NapzaCB(CallbackData, prefix="npz"):
+    step: str  # go | whom | age | help | region | urgent | note | consent
+    value: str = ""
+
+
+class PartnerCB(CallbackData, prefix="prt"):
+    action: str  # accept | decline | reply | close
+    request: RowId
+
+
+class OutcomeCB(CallbackData, prefix="out"):
+    request: RowId
+    outcome: str
+
+
+class AdminOutcomeCB(CallbackData, prefix="aout"):
+    request: RowId
+    outcome: str
+
+
+class RelayCB(CallbackData, prefix="rly"):
+    request: RowId
+
+
+class TicketCB(CallbackData, prefix="tkt"):
+    ticket: str
+
+
+class ComposeCB(CallbackData, prefix="bcc"):
+    """A choice while composing a broadcast (only valid in that step of the flow)."""
+
+    step: str
+    value: str
+
+
+class BroadcastCB(CallbackData, prefix="bc"):
+    """Pause, resume or cancel a stored broadcast."""
+
+    action: str
+    id: RowId
+
+
+def compose_choices(step: str, options: dict[str, Any], columns: int = 1) -> InlineKeyboardMarkup:
+    buttons = [
+        InlineKeyboardButton(text=str(label), callback_data=ComposeCB(step=step, value=key).pack())
+        for key, label in options.items()
+    ]
+    return InlineKeyboardMarkup(
+        inline_keyboard=[buttons[i : i + columns] for i in range(0, len(buttons), columns)]
+    )
+
+
+def broadcast_controls(broadcast_id: int, status: str) -> InlineKeyboardMarkup | None:
+    """Pause/resume and cancel while a broadcast is not finished."""
+    if status in ("scheduled", "running"):
+        first = (_("Pause"), "pause")
+    elif status == "paused":
+        first = (_("Resume"), "resume")
+    else:
+        return None
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=first[0],
+                    callback_data=BroadcastCB(action=first[1], id=broadcast_id).pack(),
+                ),
+                InlineKeyboardButton(
+                    text=_("Cancel broadcast"),
+                    callback_data=BroadcastCB(action="cancel", id=broadcast_id).pack(),
+                ),
+            ]
+        ]
+    )
+
+
+def choices(step: str, options: dict[Any, Any], columns: int = 1) -> InlineKeyboardMarkup:
+    """One button per option of a question; the value is the option's key."""
+    buttons = [
+        InlineKeyboardButton(
+            text=str(label), callback_data=NapzaCB(step=step, value=str(key).lower()).pack()
+        )
+        for key, label in options.items()
+    ]
+    return InlineKeyboardMarkup(
+        inline_keyboard=[buttons[i : i + columns] for i in range(0, len(buttons), columns)]
+    )
+
+
+def rows(buttons: list[tuple[str, str]]) -> InlineKeyboardMarkup:
+    """One inline button per row, from (label, callback data) pairs."""
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [InlineKeyboardButton(text=label, callback_data=data)] for label, data in buttons
+        ]
+    )
+
+
+def single(label: str, data: str) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[[InlineKeyboardButton(text=label, callback_data=data)]]
+    )
+
+
+def _reply(rows: list[list[str]], placeholder: str | None = None) -> ReplyKeyboardMarkup:
+    return ReplyKeyboardMarkup(
+        keyboard=[[KeyboardButton(text=label) for label in row] for row in rows],
+        resize_keyboard=True,
+        input_field_placeholder=placeholder,
+    )
+
+
+def main_menu(account: Account | None) -> ReplyKeyboardMarkup:
+    """The reply keyboard that fits the user's roles and link state."""
+    rows: list[list[str]] = []
+    if role_scope(account, "agent") is not None:
+        rows.append([str(texts.BTN_NEW_REDEMPTION)])
+        rows.append([str(texts.BTN_TODAY), str(texts.BTN_EXPORT)])
+    if role_scope(account, "admin") is not None:
+        rows.append([str(texts.BTN_BROADCAST), str(texts.BTN_STATS)])
+        rows.append([str(texts.BTN_INVITE), str(texts.BTN_PENDING_REFERRALS)])
+        rows.append([str(texts.BTN_DISPUTES)])
+    if account is not None and account.beneficiary_id is not None:
+        rows.append([str(texts.BTN_STATUS), str(texts.BTN_SHOPPING_CODE)])
+        rows.append([str(texts.BTN_NEARBY), str(texts.BTN_SHOPPING_LOCK)])
+        rows.append([str(texts.BTN_NAPZA), str(texts.BTN_ERASE)])
+    else:
+        rows.append([str(texts.BTN_LINK)])
+        rows.append([str(texts.BTN_NEARBY), str(texts.BTN_NAPZA)])
+    rows.append([str(texts.BTN_HELP), str(texts.BTN_LANGUAGE)])
+    return _reply(rows)
+
+
+def share_location() -> ReplyKeyboardMarkup:
+    return ReplyKeyboardMarkup(
+        keyboard=[
+            [KeyboardButton(text=str(texts.BTN_SHARE_LOCATION), request_location=True)],
+            [KeyboardButton(text=str(texts.BTN_CANCEL))],
+        ],
+        resize_keyboard=True,
+        one_time_keyboard=True,
+    )
+
+
+def basket(items: tuple[str, ...]) -> InlineKeyboardMarkup:
+    """The food list (two per row), then "total only", "done" and "cancel". No bundles."""
+    buttons = [
+        InlineKeyboardButton(
+            text=str(texts.FOOD_NAMES[item]),
+            callback_data=BasketCB(action="item", item=item).pack(),
+        )
+        for item in items
+    ]
+    rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
+    rows.append(
+        [
+            InlineKeyboardButton(
+                text=_("Enter the total only"), callback_data=BasketCB(action="total").pack()
+            )
+        ]
+    )
+    rows.append(
+        [
+            InlineKeyboardButton(text=_("Done"), callback_data=BasketCB(action="done").pack()),
+            InlineKeyboardButton(text=_("Cancel"), callback_data=BasketCB(action="cancel").pack()),
+        ]
+    )
+    return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def confirm_redemption(key: str) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=_("Confirm"), callback_data=ConfirmCB(action="yes", key=key).pack()
+                ),
+                InlineKeyboardButton(
+                    text=_("Cancel"), callback_data=ConfirmCB(action="no", key=key).pack()
+                ),
+            ]
+        ]
+    )
+
+
+def attest_presence(token: str) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=_("Holder is here, KTP checked"),
+                    callback_data=AttestCB(token=token).pack(),
+                )
+            ]
+        ]
+    )
+
+
+def dispute_button(redemption_id: int) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=_("Not me / report"),
+                    callback_data=DisputeCB(redemption=redemption_id).pack(),
+                )
+            ]
+        ]
+    )
+
+
+def lock_choice(locked: bool) -> InlineKeyboardMarkup:
+    label = _("Unlock shopping") if locked else _("Lock now")
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [InlineKeyboardButton(text=label, callback_data=LockCB(locked=not locked).pack())]
+        ]
+    )
+
+
+def admin_dispute(redemption_id: int) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=_("Reverse #{id}").format(id=redemption_id),
+                    callback_data=AdminDisputeCB(action="reverse", redemption=redemption_id).pack(),
+                ),
+                InlineKeyboardButton(
+                    text=_("Genuine #{id}").format(id=redemption_id),
+                    callback_data=AdminDisputeCB(action="dismiss", redemption=redemption_id).pack(),
+                ),
+            ]
+        ]
+    )
+
+
+def share_phone() -> ReplyKeyboardMarkup:
+    """The contact button (Telegram vouches for the number), and the way in for families
+    without a phone in the registry: an activation code."""
+    return ReplyKeyboardMarkup(
+        keyboard=[
+            [KeyboardButton(text=str(texts.BTN_SHARE_PHONE), request_contact=True)],
+            [KeyboardButton(text=str(texts.BTN_ACTIVATION_CODE))],
+            [KeyboardButton(text=str(texts.BTN_CANCEL))],
+        ],
+        resize_keyboard=True,
+        one_time_keyboard=True,
+    )
+
+
+def cancel_only(placeholder: str | None = None) -> ReplyKeyboardMarkup:
+    return _reply([[str(texts.BTN_CANCEL)]], placeholder)
+
+
+def language_choice() -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [InlineKeyboardButton(text=name, callback_data=LanguageCB(code=code).pack())]
+            for code, name in texts.LANGUAGE_NAMES.items()
+        ]
+    )
+
+
+def erase_confirm(token: str) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=_("Yes, delete"), callback_data=EraseCB(action="yes", token=token).pack()
+                ),
+                InlineKeyboardButton(
+                    text=_("No, keep it"), callback_data=EraseCB(action="no", token=token).pack()
+                ),
+            ]
+        ]
+    )

@@ -1,0 +1,228 @@
+"""KPM side of BPNT shopping: one-time code, shopping lock, nearest e-Warong, disputes."""
+
+from __future__ import annotations
+
+import logging
+from html import escape
+
+from aiogram import Bot, F, Router
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.filters import Command, StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery, Message
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import Account, Redemption
+from services import accounts
+from services.bpnt import shopping
+from services.bpnt.ewarongs import get_ewarong, nearest
+from services.bpnt.shopping import CodeResult, DisputeResult
+from tg import keyboards, texts
+from tg.context import AppContext
+from tg.formatting import local_datetime, money
+from tg.keyboards import DisputeCB, LockCB
+from tg.states import NearbyFlow
+
+log = logging.getLogger(__name__)
+
+
+async def _linked_or_explain(message: Message, session: AsyncSession, account: Account):  # type: ignore[no-untyped-def]
+    beneficiary = await accounts.linked_beneficiary(session, account)
+    if beneficiary is None:
+        await message.answer(
+            _("Your account is not linked yet. Press <b>{link}</b> first.").format(
+                link=texts.BTN_LINK
+            ),
+            reply_markup=keyboards.main_menu(account),
+        )
+    return beneficiary
+
+
+async def shopping_code(
+    message: Message, session: AsyncSession, account: Account, locale: str, ctx: AppContext
+) -> None:
+    beneficiary = await _linked_or_explain(message, session, account)
+    if beneficiary is None:
+        return
+    issued = await shopping.issue_code(session, beneficiary, ctx.hasher, ctx.now())
+    if issued.result is CodeResult.NOT_BPNT:
+        await message.answer(_("Shopping codes are for BPNT/Sembako families only."))
+        return
+    if issued.result is CodeResult.NOT_PROCESSABLE:
+        await message.answer(
+            _(
+                "Shopping is locked for your family (by you, or while a reported transaction "
+                "is checked). Use <b>{lock}</b> to unlock it, or wait for the check."
+            ).format(lock=texts.BTN_SHOPPING_LOCK)
+        )
+        return
+    assert issued.code is not None and issued.expires_at is not None
+    await message.answer(
+        _(
+            "Your shopping code: <b>{code}</b>\n"
+            "Valid for 10 minutes (until {until}). Show it to the e-Warong agent when you pay. "
+            "Never give it to anyone else. A new code cancels this one."
+        ).format(
+            code=shopping.shown_code(issued.code),
+            until=local_datetime(issued.expires_at, locale, beneficiary.village_code),
+        ),
+        reply_markup=keyboards.main_menu(account),
+    )
+
+
+async def shopping_lock(message: Message, session: AsyncSession, account: Account) -> None:
+    beneficiary = await _linked_or_explain(message, session, account)
+    if beneficiary is None:
+        return
+    _balance, locked, _frozen = await shopping.wallet_state(session, beneficiary.id)
+    text = (
+        _("Shopping is <b>locked</b>: no code or KKS number gets any purchase through.")
+        if locked
+        else _(
+            "Shopping is <b>open</b>. Lock it if your KKS card is lost or held by someone "
+            "else: then no purchase goes through until you unlock it."
+        )
+    )
+    await message.answer(text, reply_markup=keyboards.lock_choice(locked))
+
+
+async def lock_press(
+    query: CallbackQuery, callback_data: LockCB, session: AsyncSession, account: Account
+) -> None:
+    if account.beneficiary_id is None:
+        await query.answer(_("This button is no longer valid."), show_alert=True)
+        return
+    await shopping.set_family_lock(
+        session, account.beneficiary_id, callback_data.locked, actor=account.telegram_id
+    )
+    await query.answer()
+    text = (
+        _("Shopping is now locked. Press again to unlock when you are ready.")
+        if callback_data.locked
+        else _("Shopping is open again.")
+    )
+    markup = keyboards.lock_choice(callback_data.locked)
+    message = query.message if isinstance(query.message, Message) else None
+    # A double press finds the message already saying so: Telegram refuses an edit that
+    # changes nothing ("message is not modified"), so leave it alone.
+    shown = message.reply_markup.model_dump() if message and message.reply_markup else None
+    if message and (message.text != text or shown != markup.model_dump()):
+        try:
+            await message.edit_text(text, reply_markup=markup)
+        except TelegramBadRequest as error:
+            if "message is not modified" not in error.message:
+                raise
+
+
+async def nearby_ask(message: Message, state: FSMContext) -> None:
+    await state.set_state(NearbyFlow.location)
+    await message.answer(
+        _("Share your location with the button below and I will show the 3 nearest e-Warongs."),
+        reply_markup=keyboards.share_location(),
+    )
+
+
+async def nearby_answer(
+    message: Message, state: FSMContext, session: AsyncSession, account: Account | None
+) -> None:
+    assert message.location is not None
+    await state.clear()
+    found = await nearest(session, message.location.latitude, message.location.longitude, 3)
+    if not found:
+        await message.answer(
+            _("No active e-Warong is registered yet."), reply_markup=keyboards.main_menu(account)
+        )
+        return
+    lines = [_("<b>Nearest e-Warongs</b>")]
+    for place in found:
+        lines.append(
+            _("• {name} — {km} km\n  {address}").format(
+                name=escape(place.name),
+                km=f"{place.distance_km:.1f}",
+                address=escape(place.address),
+            )
+        )
+    await message.answer("\n".join(lines), reply_markup=keyboards.main_menu(account))
+    first = found[0]
+    await message.answer_venue(
+        latitude=first.latitude, longitude=first.longitude, title=first.name, address=first.address
+    )
+
+
+async def nearby_wrong(message: Message) -> None:
+    await message.answer(
+        _("Please press <b>{button}</b> below.").format(button=texts.BTN_SHARE_LOCATION),
+        reply_markup=keyboards.share_location(),
+    )
+
+
+async def dispute_press(
+    query: CallbackQuery,
+    callback_data: DisputeCB,
+    session: AsyncSession,
+    account: Account,
+    ctx: AppContext,
+    bot: Bot,
+    i18n: I18n,
+) -> None:
+    if account.beneficiary_id is None:
+        await query.answer(_("This button is no longer valid."), show_alert=True)
+        return
+    result = await shopping.dispute(
+        session, callback_data.redemption, account.beneficiary_id, account.telegram_id, ctx.now()
+    )
+    if result is DisputeResult.NOT_YOURS:
+        await query.answer(_("This button is no longer valid."), show_alert=True)
+        return
+    if result is DisputeResult.ALREADY:
+        await query.answer(_("You already reported this transaction."), show_alert=True)
+        return
+    await query.answer()
+    if isinstance(query.message, Message):
+        await query.message.edit_reply_markup(reply_markup=None)
+        await query.message.answer(
+            _(
+                "Thank you. The transaction is reported to the admins, and shopping codes are "
+                "frozen for your family until an admin has checked it."
+            )
+        )
+    await _alert_admins(bot, i18n, session, callback_data.redemption)
+
+
+async def _alert_admins(bot: Bot, i18n: I18n, session: AsyncSession, redemption_id: int) -> None:
+    """Tell the admins covering the e-Warong's region, each in their language."""
+    redemption = await session.get(Redemption, redemption_id)
+    ewarong = await get_ewarong(session, redemption.ewarong_code) if redemption else None
+    if redemption is None or ewarong is None:
+        return
+    for admin in await accounts.admins_for_region(session, ewarong.village_code):
+        locale = accounts.locale_for(admin, admin.language_code)
+        with i18n.use_locale(locale):
+            text = _("A family reported transaction #{id} ({amount} at {ewarong}).").format(
+                id=redemption.id,
+                amount=money(redemption.total, locale),
+                ewarong=escape(ewarong.name),
+            )
+            markup = keyboards.admin_dispute(redemption.id)
+        try:
+            await bot.send_message(admin.telegram_id, text, reply_markup=markup)
+        except Exception as error:  # an unreachable admin must not undo the report
+            log.warning("dispute alert not delivered: %s", type(error).__name__)
+
+
+def create_router() -> Router:
+    router = Router(name="kpm_shopping")
+    router.message.register(shopping_code, Command("kode"))
+    router.message.register(shopping_code, F.text == texts.BTN_SHOPPING_CODE)
+    router.message.register(shopping_lock, Command("kunci"))
+    router.message.register(shopping_lock, F.text == texts.BTN_SHOPPING_LOCK)
+    router.callback_query.register(lock_press, LockCB.filter())
+    router.message.register(nearby_ask, Command("ewarong"))
+    router.message.register(nearby_ask, F.text == texts.BTN_NEARBY)
+    # A location outside any flow, or at this flow's step (other flows take their own).
+    router.message.register(nearby_answer, StateFilter(None, NearbyFlow.location), F.location)
+    router.message.register(nearby_wrong, NearbyFlow.location)
+    router.callback_query.register(dispute_press, DisputeCB.filter())
+    return router

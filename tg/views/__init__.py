@@ -1,0 +1,1 @@
+"""The texts users read, rendered from services' results: one module per feature."""
