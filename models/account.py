@@ -8,6 +8,7 @@ from sqlalchemy import BigInteger, ForeignKey, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, BigIntPK, utcnow
+from models.enums import EnumText, Role
 
 
 class Account(Base):
@@ -41,7 +42,7 @@ class AccountRole(Base):
     telegram_id: Mapped[int] = mapped_column(
         ForeignKey("accounts.telegram_id", ondelete="CASCADE"), index=True
     )
-    role: Mapped[str] = mapped_column(String(16))
+    role: Mapped[Role] = mapped_column(EnumText(Role, 16))
     scope: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -9,6 +9,7 @@ from sqlalchemy import BigInteger, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, BigIntPK, utcnow
+from models.enums import Audience, BroadcastStatus, EnumText
 
 
 class Broadcast(Base):
@@ -16,13 +17,13 @@ class Broadcast(Base):
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     created_by: Mapped[int] = mapped_column(BigInteger)
-    audience: Mapped[str] = mapped_column(String(16))  # kpm, pkh, bpnt, agents, partners
+    audience: Mapped[Audience] = mapped_column(EnumText(Audience, 16))
     region_prefix: Mapped[str] = mapped_column(String(13), default="")  # "" = national
     language: Mapped[str | None] = mapped_column(String(8))  # None = every language
     source_chat_id: Mapped[int] = mapped_column(BigInteger)
     message_id: Mapped[int] = mapped_column(BigInteger)  # the default version
     # draft is never stored; scheduled -> running -> done, paused, cancelled
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[BroadcastStatus] = mapped_column(EnumText(BroadcastStatus, 16), index=True)
     scheduled_at: Mapped[datetime]
     recipients: Mapped[int] = mapped_column(Integer, default=0)  # counted when confirmed
     progress_chat_id: Mapped[int | None] = mapped_column(BigInteger)

@@ -8,6 +8,7 @@ from sqlalchemy import BigInteger, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, BigIntPK, utcnow
+from models.enums import EnumText, Role
 
 
 class Invite(Base):
@@ -15,7 +16,7 @@ class Invite(Base):
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    role: Mapped[str] = mapped_column(String(16))  # agent | partner
+    role: Mapped[Role] = mapped_column(EnumText(Role, 16))  # agent | partner
     scope: Mapped[str] = mapped_column(String(32))  # e-Warong code | organisation code
     created_by: Mapped[int | None] = mapped_column(BigInteger)  # None: the CLI
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -8,6 +8,7 @@ from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, 
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, BigIntPK, utcnow
+from models.enums import EnumText, LedgerKind
 
 
 class BpntWallet(Base):
@@ -39,7 +40,7 @@ class LedgerEntry(Base):
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     beneficiary_id: Mapped[int] = mapped_column(ForeignKey("beneficiaries.id", ondelete="CASCADE"))
-    kind: Mapped[str] = mapped_column(String(24))  # credit | credit_reversal | redemption | ...
+    kind: Mapped[LedgerKind] = mapped_column(EnumText(LedgerKind, 24))
     amount: Mapped[int] = mapped_column(BigInteger)  # signed: + credit, - debit
     balance_after: Mapped[int] = mapped_column(BigInteger)
     idempotency_key: Mapped[str] = mapped_column(String(80), unique=True)

@@ -9,6 +9,7 @@ from sqlalchemy import BigInteger, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, BigIntPK, utcnow
+from models.enums import EnumText, RequestStatus
 
 
 class PartnerOrganisation(Base):
@@ -61,8 +62,7 @@ class HelpRequest(Base):
     urgent: Mapped[bool] = mapped_column(default=False)
     note: Mapped[str | None] = mapped_column(String(500))
     consent_at: Mapped[datetime]
-    # routing, accepted, escalated, closed, cancelled
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[RequestStatus] = mapped_column(EnumText(RequestStatus, 16))
     partner_code: Mapped[str | None] = mapped_column(
         ForeignKey("partner_organisations.code"), index=True
     )

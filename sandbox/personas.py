@@ -26,6 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import Account, AccountRole, Beneficiary, EWarong, PartnerOrganisation
+from models.enums import Role
 from services import accounts, audit
 from services.identity import Hasher
 
@@ -140,7 +141,7 @@ def staff_role(role: str, scope: str, model: type[EWarong | PartnerOrganisation]
         if any(r.role == role and r.scope == scope for r in account.roles):
             return
         if await session.get(model, scope) is None:
-            what = "e-Warong" if model is EWarong else "partner"
+            what = "e-Warong" if model is EWarong else Role.PARTNER
             raise PersonaSetupError(f"{persona.name}: no {what} {scope} in the demo")
         account.roles.append(AccountRole(telegram_id=persona.telegram_id, role=role, scope=scope))
         await audit.record(
@@ -154,12 +155,12 @@ def staff_role(role: str, scope: str, model: type[EWarong | PartnerOrganisation]
 
 def agent_of(ewarong_code: str) -> PersonaSetup:
     """A hook that makes the persona an agent of this demo e-Warong."""
-    return staff_role("agent", ewarong_code, EWarong)
+    return staff_role(Role.AGENT, ewarong_code, EWarong)
 
 
 def staff_of(partner_code: str) -> PersonaSetup:
     """A hook that makes the persona a staff member of this demo partner organisation."""
-    return staff_role("partner", partner_code, PartnerOrganisation)
+    return staff_role(Role.PARTNER, partner_code, PartnerOrganisation)
 
 
 # --------------------------------------------------------------------------- the data
@@ -209,7 +210,7 @@ PERSONAS: tuple[Persona, ...] = (
         phone_number="+6281311110005",
         description_id="Agen e-Warong Sri Rejeki (EW-3204-001, dekat Siti)",
         description_en="Agent of e-Warong Sri Rejeki (EW-3204-001, near Siti)",
-        role="agent",
+        role=Role.AGENT,
         setup=agent_of("EW-3204-001"),
     ),
     Persona(
@@ -221,7 +222,7 @@ PERSONAS: tuple[Persona, ...] = (
         phone_number="+6281311110006",
         description_id="Staf mitra IPWL Harapan Jawa Timur (menerima rujukan Napza)",
         description_en="Staff of partner IPWL Harapan Jawa Timur (receives Napza referrals)",
-        role="partner",
+        role=Role.PARTNER,
         setup=staff_of("IPWL-35"),
     ),
     Persona(
@@ -233,7 +234,7 @@ PERSONAS: tuple[Persona, ...] = (
         phone_number="+6281100004444",
         description_id="Admin nasional (Kemensos)",
         description_en="National admin (Ministry of Social Affairs)",
-        role="admin",
+        role=Role.ADMIN,
         setup=national_admin,
     ),
 )
@@ -269,7 +270,7 @@ def persona_by_key(key: str, personas: Sequence[Persona] = PERSONAS) -> Persona 
 
 def admin_ids(personas: Sequence[Persona] = PERSONAS) -> list[int]:
     """Telegram ids of the admin personas (given to the bot as ADMIN_IDS)."""
-    return [persona.telegram_id for persona in personas if persona.role == "admin"]
+    return [persona.telegram_id for persona in personas if persona.role == Role.ADMIN]
 
 
 async def seed_personas(

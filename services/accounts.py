@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Account, AccountRole, Beneficiary, HelpRequest
+from models.enums import Role
 from services import audit, outbox
 from services.bpnt import shopping
 
@@ -41,6 +42,23 @@ async def get_or_create(
     elif language_code and account.language_code != tag:
         account.language_code = tag
     return account
+
+
+def role_scope(account: Account | None, role: Role) -> str | None:
+    """The scope of the account's `role` (e-Warong code, region prefix, organisation
+    code; "" for national), None when it does not hold the role. Pure: reads
+    `account.roles`.
+
+    The one rule for an account holding a role more than once (an agent is moved by
+    `invites.accept_invite`, so it should not happen): the most recently granted wins.
+    """
+    if account is None:
+        return None
+    held = [granted for granted in account.roles if granted.role == role]
+    if not held:
+        return None
+    latest = max(held, key=lambda r: (r.created_at is not None, r.created_at, r.id or 0))
+    return latest.scope or ""
 
 
 def locale_for(account: Account | None, language_code: str | None, default: str = "id") -> str:
@@ -111,13 +129,13 @@ async def ensure_national_admins(session: AsyncSession, telegram_ids: list[int])
 async def admins_for_region(session: AsyncSession, region_code: str) -> list[Account]:
     """National admins and regional admins whose scope is a prefix of `region_code`."""
     rows = await session.scalars(
-        select(Account).join(AccountRole).where(AccountRole.role == "admin").distinct()
+        select(Account).join(AccountRole).where(AccountRole.role == Role.ADMIN).distinct()
     )
     return [
         account
         for account in rows
         if any(
-            role.role == "admin" and (not role.scope or region_code.startswith(role.scope))
+            role.role == Role.ADMIN and (not role.scope or region_code.startswith(role.scope))
             for role in account.roles
         )
     ]
@@ -140,9 +158,9 @@ async def grant_admin(
     """Make `telegram_id` an admin, national (scope None) or of a region prefix; False if
     it already is one with that scope."""
     account = await get_or_create(session, telegram_id, None)
-    if any(role.role == "admin" and role.scope == scope for role in account.roles):
+    if any(role.role == Role.ADMIN and role.scope == scope for role in account.roles):
         return False
-    account.roles.append(AccountRole(telegram_id=telegram_id, role="admin", scope=scope))
+    account.roles.append(AccountRole(telegram_id=telegram_id, role=Role.ADMIN, scope=scope))
     await audit.record(
         session, "admin.granted", actor=actor, subject_type="account", subject_id=telegram_id,
         scope=scope, source=source,

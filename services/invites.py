@@ -28,14 +28,12 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Account, AccountRole, EWarong, Invite, PartnerOrganisation
+from models.enums import INVITE_ROLES, Role
 from services import accounts, audit
 
 INVITE_TTL = timedelta(hours=48)
 PAYLOAD_PREFIX = "inv_"
 TOKEN_BYTES = 24  # 192 bits; token_urlsafe gives 32 characters
-ROLE_AGENT = "agent"
-ROLE_PARTNER = "partner"
-INVITE_ROLES = (ROLE_AGENT, ROLE_PARTNER)
 SCOPE_RE = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
 # Telegram start payloads: A-Z a-z 0-9 _ - and at most 64 characters.
 START_PAYLOAD_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -114,13 +112,13 @@ async def create_invite(
     scope = scope.strip()
     if not SCOPE_RE.match(scope):
         raise InviteError("the code must be 1-32 of A-Z a-z 0-9 . _ -")
-    if role == ROLE_AGENT:
+    if role == Role.AGENT:
         ewarong = await session.get(EWarong, scope)
         if ewarong is None:
             raise InviteError(f"no e-Warong with code {scope}: import it first")
         if not ewarong.active:
             raise InviteError(f"e-Warong {scope} is inactive")
-    if role == ROLE_PARTNER:
+    if role == Role.PARTNER:
         organisation = await session.get(PartnerOrganisation, scope)
         if organisation is None:
             raise InviteError(f"no partner organisation with code {scope}: import it first")
@@ -166,8 +164,8 @@ async def _grant(session: AsyncSession, telegram_id: int, role: str, scope: str)
     for held in list(account.roles):
         if held.role == role and held.scope == scope:
             return account
-    if role == ROLE_AGENT:
-        for held in [r for r in account.roles if r.role == ROLE_AGENT]:
+    if role == Role.AGENT:
+        for held in [r for r in account.roles if r.role == Role.AGENT]:
             account.roles.remove(held)
             await audit.record(
                 session,
@@ -273,22 +271,7 @@ async def agents_of(session: AsyncSession, ewarong_code: str) -> list[int]:
     """Telegram ids of the agents of an e-Warong, in ascending order."""
     result = await session.scalars(
         select(AccountRole.telegram_id)
-        .where(AccountRole.role == ROLE_AGENT, AccountRole.scope == ewarong_code)
+        .where(AccountRole.role == Role.AGENT, AccountRole.scope == ewarong_code)
         .order_by(AccountRole.telegram_id)
     )
     return list(result)
-
-
-def agent_ewarong(account: Account | None) -> str | None:
-    """The e-Warong code the account is an agent of, or None (pure: reads `account.roles`).
-
-    An account serves at most one e-Warong (`accept_invite` moves it); should several
-    agent roles exist anyway, the most recently granted wins.
-    """
-    if account is None:
-        return None
-    held = [r for r in account.roles if r.role == ROLE_AGENT and r.scope]
-    if not held:
-        return None
-    latest = max(held, key=lambda r: (r.created_at is not None, r.created_at, r.id or 0))
-    return latest.scope

@@ -23,6 +23,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import AccountRole, EWarong, HelpRequest, PartnerOrganisation
+from models.enums import Role
 from services import audit, invites, outbox
 from services.bpnt import ewarongs
 from services.outbox import NoticeKind
@@ -79,9 +80,7 @@ async def remove_agent(
         return Revoked.NOT_FOUND
     if actor_scope is not None and not in_scope(actor_scope, ewarong.village_code):
         return Revoked.OUT_OF_SCOPE
-    return await remove_role(
-        session, telegram_id, invites.ROLE_AGENT, ewarong_code, now, actor=actor
-    )
+    return await remove_role(session, telegram_id, Role.AGENT, ewarong_code, now, actor=actor)
 
 
 async def remove_staff(
@@ -96,9 +95,7 @@ async def remove_staff(
     """A partner organisation's staff member; from chat, national admins only."""
     if actor_scope:
         return Revoked.OUT_OF_SCOPE
-    return await remove_role(
-        session, telegram_id, invites.ROLE_PARTNER, partner_code, now, actor=actor
-    )
+    return await remove_role(session, telegram_id, Role.PARTNER, partner_code, now, actor=actor)
 
 
 async def remove_admin(
@@ -115,7 +112,7 @@ async def remove_admin(
         inside = scope is not None and scope.startswith(actor_scope) and scope != actor_scope
         if telegram_id == actor or not (actor_scope == "" or inside):
             return Revoked.OUT_OF_SCOPE
-    return await remove_role(session, telegram_id, "admin", scope, now, actor=actor)
+    return await remove_role(session, telegram_id, Role.ADMIN, scope, now, actor=actor)
 
 
 async def admin_scopes(session: AsyncSession, telegram_id: int) -> list[str | None]:
@@ -123,7 +120,7 @@ async def admin_scopes(session: AsyncSession, telegram_id: int) -> list[str | No
     return list(
         await session.scalars(
             select(AccountRole.scope).where(
-                AccountRole.telegram_id == telegram_id, AccountRole.role == "admin"
+                AccountRole.telegram_id == telegram_id, AccountRole.role == Role.ADMIN
             )
         )
     )
@@ -149,7 +146,7 @@ async def set_ewarong_active(
         return Revoked.UNCHANGED
     await ewarongs.set_active(session, code, active, actor)
     if not active:
-        for agent in await _holders(session, invites.ROLE_AGENT, code):
+        for agent in await _holders(session, Role.AGENT, code):
             await outbox.enqueue(session, agent, NoticeKind.EWARONG_DEACTIVATED, now, code=code)
     return Revoked.DONE
 
@@ -185,7 +182,7 @@ async def set_partner_active(
             # due at once, whatever the clock: the worker moves it on at its next tick
             .values(sla_due_at=func.coalesce(HelpRequest.offered_at, HelpRequest.created_at))
         )
-        for staff in await _holders(session, invites.ROLE_PARTNER, code):
+        for staff in await _holders(session, Role.PARTNER, code):
             await outbox.enqueue(session, staff, NoticeKind.PARTNER_DEACTIVATED, now, code=code)
     await session.flush()
     return Revoked.DONE

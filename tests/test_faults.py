@@ -40,6 +40,7 @@ from tests.faults_support import (
 )
 from tests.shopping_support import shopping_world
 from tests.test_agent_conversation import Clock, fill_basket, linked_kpm, make_agent, shopping_code
+from tg.middlewares.db import DbSessionMiddleware
 from tg.middlewares.errors import ErrorReplyMiddleware
 from tg.retry import RetryMiddleware, retries_disabled
 
@@ -424,11 +425,13 @@ async def test_a_failure_after_the_handler_committed_says_saved_not_unchanged(
         await data["session"].commit()
         raise RuntimeError("a message failed after the commit")
 
+    async def error_reply(event: Any, data: dict[str, Any]) -> None:
+        await ErrorReplyMiddleware()(commits_then_fails, event, data)
+
     i18n = create_i18n(settings)
-    async with sessionmaker() as session:
-        with i18n.context(), i18n.use_locale("en"):
-            data = {"session": session, "bot": RecordingBot()}
-            await ErrorReplyMiddleware()(commits_then_fails, update, data)
+    with i18n.context(), i18n.use_locale("en"):
+        data = {"bot": RecordingBot()}
+        await DbSessionMiddleware(sessionmaker)(error_reply, update, data)
     assert sent == [
         "Your request was saved, but something went wrong afterwards. "
         "Please check the result before trying again."

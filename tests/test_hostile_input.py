@@ -37,7 +37,7 @@ from services.bpnt.ewarongs import import_ewarongs
 from services.imports.registry import import_beneficiaries, import_disbursements
 from services.napza.partners import import_partners
 from tests.conftest import TEST_SECRET
-from tg.keyboards import DisputeCB
+from tg.callbacks import DisputeCB
 
 NOW = datetime(2026, 5, 20, 3, 0, tzinfo=UTC)
 

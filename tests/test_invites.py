@@ -13,7 +13,9 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import Account, AccountRole, AuditEvent, Invite
+from models.enums import Role
 from services import accounts
+from services.accounts import role_scope
 from services.bpnt.ewarongs import import_ewarongs, set_active
 from services.invites import (
     INVITE_TTL,
@@ -21,7 +23,6 @@ from services.invites import (
     InviteOutcome,
     InviteResult,
     accept_invite,
-    agent_ewarong,
     agents_of,
     create_invite,
     deep_link,
@@ -207,7 +208,7 @@ async def test_accepting_grants_the_role_once(
     assert outcome.accepted
     account = await session.get(Account, AGENT)
     assert account is not None  # created on acceptance
-    assert agent_ewarong(account) == "BDG-01"
+    assert agent_scope(account) == "BDG-01"
     assert await agents_of(session, "BDG-01") == [AGENT]
     stored = (await session.execute(select(Invite))).scalar_one()
     assert (stored.used_at, stored.used_by) == (NOW + timedelta(hours=1), AGENT)
@@ -305,7 +306,7 @@ async def test_no_duplicate_role_and_an_agent_serves_one_ewarong(
     assert await agents_of(session, "BDG-01") == []
     assert await agents_of(session, "MKS-01") == [AGENT]
     account = await session.get(Account, AGENT)
-    assert agent_ewarong(account) == "MKS-01"
+    assert agent_scope(account) == "MKS-01"
     moved = await session.scalar(
         select(AuditEvent).where(AuditEvent.action == "role.removed").order_by(AuditEvent.id)
     )
@@ -332,12 +333,16 @@ async def test_remove_role_and_agents_of(
     assert event.details == {"role": "agent", "scope": "BDG-01"}
 
 
-def test_agent_ewarong_reads_the_roles() -> None:
-    assert agent_ewarong(None) is None
-    assert agent_ewarong(Account(telegram_id=1, roles=[])) is None
+def test_role_scope_takes_the_latest_grant() -> None:
+    assert agent_scope(None) is None
+    assert agent_scope(Account(telegram_id=1, roles=[])) is None
     admin = Account(telegram_id=1, roles=[AccountRole(role="admin", scope="32")])
-    assert agent_ewarong(admin) is None
+    assert agent_scope(admin) is None
     older = AccountRole(role="agent", scope="OLD", created_at=NOW)
     newer = AccountRole(role="agent", scope="NEW", created_at=NOW + timedelta(days=1))
     both = Account(telegram_id=1, roles=[newer, AccountRole(role="partner", scope="P"), older])
-    assert agent_ewarong(both) == "NEW"
+    assert agent_scope(both) == "NEW"
+
+
+def agent_scope(account: Account | None) -> str | None:
+    return role_scope(account, Role.AGENT)

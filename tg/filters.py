@@ -8,22 +8,14 @@ from aiogram.filters import Filter
 from aiogram.types import TelegramObject
 
 from models import Account
-
-
-def role_scope(account: Account | None, role: str) -> str | None:
-    """The scope of the account's `role` (e-Warong code, region prefix…), None if it has none."""
-    if account is None:
-        return None
-    for granted in account.roles:
-        if granted.role == role:
-            return granted.scope or ""
-    return None
+from models.enums import Role
+from services.accounts import role_scope
 
 
 class HasRole(Filter):
     """Passes when the sender holds `role`; hands the handler `<role>_scope`."""
 
-    def __init__(self, role: str) -> None:
+    def __init__(self, role: Role) -> None:
         self.role = role
 
     async def __call__(self, event: TelegramObject, account: Account | None = None) -> Any:
@@ -33,10 +25,10 @@ class HasRole(Filter):
 
 # The flows that belong to a staff role, by FSM state (group, or group:state).
 FLOW_ROLES = {
-    "RedeemFlow": "agent",
-    "ReversalFlow": "admin",
-    "BroadcastFlow": "admin",
-    "RelayFlow:partner": "partner",
+    "RedeemFlow": Role.AGENT,
+    "ReversalFlow": Role.ADMIN,
+    "BroadcastFlow": Role.ADMIN,
+    "RelayFlow:partner": Role.PARTNER,
 }
 
 

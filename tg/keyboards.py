@@ -1,10 +1,9 @@
-"""Keyboards and callback data. Callback data is never trusted: handlers re-check it."""
+"""Keyboards. Their callback data is defined in `tg.callbacks`."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from aiogram.filters.callback_data import CallbackData
 from aiogram.types import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
@@ -12,94 +11,28 @@ from aiogram.types import (
     ReplyKeyboardMarkup,
 )
 from aiogram.utils.i18n import gettext as _
-from pydantic import Field
 
 from models import Account
+from models.enums import Role
+from services.accounts import role_scope
 from tg import texts
-from tg.filters import role_scope
-
-# A row id in callback data: a forged 0, negative or beyond-BIGINT id is no button the bot
-# made; it fails the filter ("no longer valid") instead of reaching a query that the
-# database driver refuses (SQLite: OverflowError, PostgreSQL: out of range).
-RowId = Annotated[int, Field(gt=0, lt=2**63)]
-
-
-class LanguageCB(CallbackData, prefix="lang"):
-    code: str
-
-
-class EraseCB(CallbackData, prefix="erase"):
-    action: str  # "yes" | "no"
-    token: str  # must equal the token kept in the FSM for this confirmation
-
-
-class BasketCB(CallbackData, prefix="bsk"):
-    action: str  # "item" | "total" | "done" | "cancel"
-    item: str = ""
-
-
-class ConfirmCB(CallbackData, prefix="rdm"):
-    action: str  # "yes" | "no"
-    key: str  # the draft's idempotency key
-
-
-class AttestCB(CallbackData, prefix="att"):
-    token: str  # must equal the token kept in the FSM for this attestation
-
-
-class DisputeCB(CallbackData, prefix="dsp"):
-    redemption: RowId
-
-
-class LockCB(CallbackData, prefix="lock"):
-    locked: bool
-
-
-class AdminDisputeCB(CallbackData, prefix="adsp"):
-    action: str  # "reverse" | "dismiss"
-    redemption: RowId
-
-
-class NapzaCB(CallbackData, prefix="npz"):
-    step: str  # go | whom | age | help | region | urgent | note | consent
-    value: str = ""
-
-
-class PartnerCB(CallbackData, prefix="prt"):
-    action: str  # accept | decline | reply | close
-    request: RowId
-
-
-class OutcomeCB(CallbackData, prefix="out"):
-    request: RowId
-    outcome: str
-
-
-class AdminOutcomeCB(CallbackData, prefix="aout"):
-    request: RowId
-    outcome: str
-
-
-class RelayCB(CallbackData, prefix="rly"):
-    request: RowId
-
-
-class TicketCB(CallbackData, prefix="tkt"):
-    ticket: str
-
-
-class ComposeCB(CallbackData, prefix="bcc"):
-    """A choice while composing a broadcast (only valid in that step of the flow)."""
-
-    step: str
-    value: str
-
-
-class BroadcastCB(CallbackData, prefix="bc"):
-    """Pause, resume or cancel a stored broadcast."""
-
-    action: str
-    id: RowId
+from tg.callbacks import (
+    AdminDisputeCB,
+    Answer,
+    AttestCB,
+    BasketAction,
+    BasketCB,
+    BroadcastAction,
+    BroadcastCB,
+    ComposeCB,
+    ConfirmCB,
+    DisputeAction,
+    DisputeCB,
+    EraseCB,
+    LanguageCB,
+    LockCB,
+    NapzaCB,
+)
 
 
 def compose_choices(step: str, options: dict[str, Any], columns: int = 1) -> InlineKeyboardMarkup:
@@ -115,9 +48,9 @@ def compose_choices(step: str, options: dict[str, Any], columns: int = 1) -> Inl
 def broadcast_controls(broadcast_id: int, status: str) -> InlineKeyboardMarkup | None:
     """Pause/resume and cancel while a broadcast is not finished."""
     if status in ("scheduled", "running"):
-        first = (_("Pause"), "pause")
+        first = (_("Pause"), BroadcastAction.PAUSE)
     elif status == "paused":
-        first = (_("Resume"), "resume")
+        first = (_("Resume"), BroadcastAction.RESUME)
     else:
         return None
     return InlineKeyboardMarkup(
@@ -129,7 +62,9 @@ def broadcast_controls(broadcast_id: int, status: str) -> InlineKeyboardMarkup |
                 ),
                 InlineKeyboardButton(
                     text=_("Cancel broadcast"),
-                    callback_data=BroadcastCB(action="cancel", id=broadcast_id).pack(),
+                    callback_data=BroadcastCB(
+                        action=BroadcastAction.CANCEL, id=broadcast_id
+                    ).pack(),
                 ),
             ]
         ]
@@ -175,10 +110,10 @@ def _reply(rows: list[list[str]], placeholder: str | None = None) -> ReplyKeyboa
 def main_menu(account: Account | None) -> ReplyKeyboardMarkup:
     """The reply keyboard that fits the user's roles and link state."""
     rows: list[list[str]] = []
-    if role_scope(account, "agent") is not None:
+    if role_scope(account, Role.AGENT) is not None:
         rows.append([str(texts.BTN_NEW_REDEMPTION)])
         rows.append([str(texts.BTN_TODAY), str(texts.BTN_EXPORT)])
-    if role_scope(account, "admin") is not None:
+    if role_scope(account, Role.ADMIN) is not None:
         rows.append([str(texts.BTN_BROADCAST), str(texts.BTN_STATS)])
         rows.append([str(texts.BTN_INVITE), str(texts.BTN_PENDING_REFERRALS)])
         rows.append([str(texts.BTN_DISPUTES)])
@@ -209,7 +144,7 @@ def basket(items: tuple[str, ...]) -> InlineKeyboardMarkup:
     buttons = [
         InlineKeyboardButton(
             text=str(texts.FOOD_NAMES[item]),
-            callback_data=BasketCB(action="item", item=item).pack(),
+            callback_data=BasketCB(action=BasketAction.ITEM, item=item).pack(),
         )
         for item in items
     ]
@@ -217,14 +152,19 @@ def basket(items: tuple[str, ...]) -> InlineKeyboardMarkup:
     rows.append(
         [
             InlineKeyboardButton(
-                text=_("Enter the total only"), callback_data=BasketCB(action="total").pack()
+                text=_("Enter the total only"),
+                callback_data=BasketCB(action=BasketAction.TOTAL).pack(),
             )
         ]
     )
     rows.append(
         [
-            InlineKeyboardButton(text=_("Done"), callback_data=BasketCB(action="done").pack()),
-            InlineKeyboardButton(text=_("Cancel"), callback_data=BasketCB(action="cancel").pack()),
+            InlineKeyboardButton(
+                text=_("Done"), callback_data=BasketCB(action=BasketAction.DONE).pack()
+            ),
+            InlineKeyboardButton(
+                text=_("Cancel"), callback_data=BasketCB(action=BasketAction.CANCEL).pack()
+            ),
         ]
     )
     return InlineKeyboardMarkup(inline_keyboard=rows)
@@ -235,10 +175,10 @@ def confirm_redemption(key: str) -> InlineKeyboardMarkup:
         inline_keyboard=[
             [
                 InlineKeyboardButton(
-                    text=_("Confirm"), callback_data=ConfirmCB(action="yes", key=key).pack()
+                    text=_("Confirm"), callback_data=ConfirmCB(action=Answer.YES, key=key).pack()
                 ),
                 InlineKeyboardButton(
-                    text=_("Cancel"), callback_data=ConfirmCB(action="no", key=key).pack()
+                    text=_("Cancel"), callback_data=ConfirmCB(action=Answer.NO, key=key).pack()
                 ),
             ]
         ]
@@ -286,11 +226,15 @@ def admin_dispute(redemption_id: int) -> InlineKeyboardMarkup:
             [
                 InlineKeyboardButton(
                     text=_("Reverse #{id}").format(id=redemption_id),
-                    callback_data=AdminDisputeCB(action="reverse", redemption=redemption_id).pack(),
+                    callback_data=AdminDisputeCB(
+                        action=DisputeAction.REVERSE, redemption=redemption_id
+                    ).pack(),
                 ),
                 InlineKeyboardButton(
                     text=_("Genuine #{id}").format(id=redemption_id),
-                    callback_data=AdminDisputeCB(action="dismiss", redemption=redemption_id).pack(),
+                    callback_data=AdminDisputeCB(
+                        action=DisputeAction.DISMISS, redemption=redemption_id
+                    ).pack(),
                 ),
             ]
         ]
@@ -329,10 +273,12 @@ def erase_confirm(token: str) -> InlineKeyboardMarkup:
         inline_keyboard=[
             [
                 InlineKeyboardButton(
-                    text=_("Yes, delete"), callback_data=EraseCB(action="yes", token=token).pack()
+                    text=_("Yes, delete"),
+                    callback_data=EraseCB(action=Answer.YES, token=token).pack(),
                 ),
                 InlineKeyboardButton(
-                    text=_("No, keep it"), callback_data=EraseCB(action="no", token=token).pack()
+                    text=_("No, keep it"),
+                    callback_data=EraseCB(action=Answer.NO, token=token).pack(),
                 ),
             ]
         ]

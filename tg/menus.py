@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import Account, AccountRole
+from models.enums import Role
 from services.accounts import locale_for
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ async def set_menus(bot: Bot, i18n: I18n, sessionmaker: async_sessionmaker[Async
                 select(Account)
                 .where(
                     Account.telegram_id.in_(
-                        select(AccountRole.telegram_id).where(AccountRole.role == "admin")
+                        select(AccountRole.telegram_id).where(AccountRole.role == Role.ADMIN)
                     )
                 )
                 .order_by(Account.telegram_id)

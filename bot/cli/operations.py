@@ -23,13 +23,12 @@ from bot.cli.data import (
 )
 from infra.settings import Settings, load_settings
 from models.base import utcnow
+from models.enums import Role
 from services import revocation
 from services.bpnt.ewarongs import get_ewarong, import_ewarongs
 from services.imports.registry import ImportReport
 from services.invites import (
     INVITE_TTL,
-    ROLE_AGENT,
-    ROLE_PARTNER,
     InviteError,
     create_invite,
     deep_link,
@@ -93,7 +92,7 @@ async def _create(role: str, scope: str) -> CreatedInvite:
                 _console().print(f"[red]Cannot create the invite:[/red] {escape(str(error))}")
                 raise typer.Exit(code=1) from error
             region = None
-            if role == ROLE_AGENT:
+            if role == Role.AGENT:
                 ewarong = await get_ewarong(session, scope.strip())
                 region = ewarong.village_code if ewarong else None
         return CreatedInvite(payload, now + INVITE_TTL, region)
@@ -175,7 +174,7 @@ def invite_agent(
     bot_username: BotUsernameOption = None,
 ) -> None:
     """Create a one-time link that makes its user an agent of an e-Warong."""
-    _issue(ROLE_AGENT, ewarong_code, bot_username, f"an agent of e-Warong {ewarong_code}")
+    _issue(Role.AGENT, ewarong_code, bot_username, f"an agent of e-Warong {ewarong_code}")
 
 
 @invite_app.command("partner")
@@ -184,7 +183,7 @@ def invite_partner(
     bot_username: BotUsernameOption = None,
 ) -> None:
     """Create a one-time link that makes its user a partner organisation's staff."""
-    _issue(ROLE_PARTNER, org_code, bot_username, f"partner organisation {org_code}")
+    _issue(Role.PARTNER, org_code, bot_username, f"partner organisation {org_code}")
 
 
 # --- agent -------------------------------------------------------------------------

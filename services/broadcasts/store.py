@@ -51,6 +51,7 @@ from models import (
     PartnerCoverage,
 )
 from models.base import UtcDateTime
+from models.enums import Role
 from services import audit
 from services.accounts import SUPPORTED_LOCALES
 from services.regions import in_scope
@@ -144,16 +145,16 @@ def _region_filter(audience: Audience) -> ColumnElement[bool] | None:
         if prefix:
             conditions.append(Beneficiary.village_code.startswith(prefix, autoescape=True))
         return exists().where(*conditions)
-    role = "agent" if audience.group == "agents" else "partner"
+    role = Role.AGENT if audience.group == "agents" else Role.PARTNER
     conditions = [AccountRole.telegram_id == Account.telegram_id, AccountRole.role == role]
-    if role == "agent" and prefix:
+    if role == Role.AGENT and prefix:
         conditions.append(
             exists().where(
                 EWarong.code == AccountRole.scope,
                 EWarong.village_code.startswith(prefix, autoescape=True),
             )
         )
-    if role == "partner" and prefix:
+    if role == Role.PARTNER and prefix:
         # Only partners whose whole coverage lies inside the region: a regional admin
         # speaks for the region, not to a national or province-wide organisation.
         inside = PartnerCoverage.prefix.startswith(prefix, autoescape=True)

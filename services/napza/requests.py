@@ -58,6 +58,7 @@ from models import (
     Region,
     RelayMessage,
 )
+from models.enums import Role
 from services import audit
 from services.accounts import admins_for_region
 from services.bpnt.ewarongs import nearest
@@ -85,7 +86,6 @@ CANCELLABLE = (ROUTING, ACCEPTED, ESCALATED)
 FINISHED = (CLOSED, CANCELLED)
 
 SENDERS = ("requester", "partner")
-PARTNER_ROLE = "partner"
 
 TICKET_PREFIX = "NPZ-"
 TICKET_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L
@@ -187,7 +187,7 @@ async def _fresh(session: AsyncSession, request_id: int) -> HelpRequest | None:
 async def _is_staff(session: AsyncSession, partner_code: str, telegram_id: int) -> bool:
     found = await session.scalar(
         select(AccountRole.id).where(
-            AccountRole.role == PARTNER_ROLE,
+            AccountRole.role == Role.PARTNER,
             AccountRole.scope == partner_code,
             AccountRole.telegram_id == telegram_id,
         )
@@ -269,7 +269,7 @@ async def staff_of(session: AsyncSession, partner_code: str) -> list[int]:
     """Telegram ids of the partner's staff, ascending."""
     result = await session.scalars(
         select(AccountRole.telegram_id)
-        .where(AccountRole.role == PARTNER_ROLE, AccountRole.scope == partner_code)
+        .where(AccountRole.role == Role.PARTNER, AccountRole.scope == partner_code)
         .order_by(AccountRole.telegram_id)
         .distinct()
     )
@@ -310,7 +310,7 @@ async def candidates(
     staffed = set(
         await session.scalars(
             select(AccountRole.scope)
-            .where(AccountRole.role == PARTNER_ROLE, AccountRole.scope.in_(list(found)))
+            .where(AccountRole.role == Role.PARTNER, AccountRole.scope.in_(list(found)))
             .distinct()
         )
     )
@@ -762,7 +762,7 @@ async def request_for_admin(
             actor=admin_id,
             subject_type="help_request_id",
             subject_id=request_id,
-            as_role="admin",
+            as_role=Role.ADMIN,
         )
         return None
     await audit.record(
@@ -771,7 +771,7 @@ async def request_for_admin(
         actor=admin_id,
         subject_type="help_request",
         subject_id=request.ticket,
-        as_role="admin",
+        as_role=Role.ADMIN,
     )
     return request
 

@@ -3,11 +3,12 @@
 Two places catch failures:
 
 - `ErrorReplyMiddleware` wraps the handler (once the account and locale are known).
-  It commits the update's session itself, so that a failed COMMIT is caught too,
-  rolls back on any error, and tells the user which happened: nothing was changed
-  (try again), or, when the handler had already committed its work, that it was saved.
-- `reply_on_failure`, a dispatcher error handler, catches what fails before that:
-  aiogram's FSM middleware reading Redis, de-duplication, loading the account.
+  It rolls the update's work back (so the session middleware commits nothing of a
+  failed handler) and tells the user which happened: nothing was changed (try
+  again), or, when a service had already committed its work, that it was saved.
+- `reply_on_failure`, a dispatcher error handler, catches what fails outside that:
+  aiogram's FSM middleware reading Redis, de-duplication, loading the account, and
+  the update's COMMIT itself (`DbSessionMiddleware` owns the transaction).
 
 A lost or hung Redis or database connection (`is_service_fault`) is answered with
 "the service is busy, please try again in a moment"; anything else with an apology.
@@ -30,12 +31,12 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from asyncpg import exceptions as pg_errors
 from redis import exceptions as redis_errors
-from sqlalchemy import event as sa_event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import accounts
+from tg.middlewares.db import committed_early, rollback
 
 log = logging.getLogger("bansos.errors")
 
@@ -67,6 +68,15 @@ def is_service_fault(error: BaseException) -> bool:
     return False
 
 
+def failure_text(error: BaseException, fault: bool, *, saved: bool) -> str:
+    """What to tell the user about a failed update, in the current locale."""
+    if saved:
+        return saved_text()
+    if fault and not isinstance(error, DBAPIError):
+        return busy_text()  # Redis gone: nothing reached the database
+    return not_done_text()
+
+
 def busy_text() -> str:
     return _("The service is busy, please try again in a moment.")
 
@@ -82,10 +92,6 @@ def saved_text() -> str:
     )
 
 
-def _mark_committed(session: Any) -> None:
-    session.info["bansos_committed"] = True
-
-
 class ErrorReplyMiddleware(BaseMiddleware):
     async def __call__(
         self,
@@ -94,26 +100,15 @@ class ErrorReplyMiddleware(BaseMiddleware):
         data: dict[str, Any],
     ) -> Any:
         session: AsyncSession | None = data.get("session")
-        if session is not None:  # a handler may commit early (money first, messages after)
-            sa_event.listen(session.sync_session, "after_commit", _mark_committed)
         try:
-            result = await handler(event, data)
-            if session is not None:
-                await session.commit()  # here rather than outside, so a failure is told
-            return result
+            return await handler(event, data)
         except Exception as error:
             assert isinstance(event, Update)
             fault = is_service_fault(error)
             _log_failure(event, error, fault)
             if session is not None:
-                await _rollback(session)
-            saved = session is not None and session.info.get("bansos_committed", False)
-            if saved:
-                text = saved_text()
-            elif fault and not isinstance(error, DBAPIError):
-                text = busy_text()  # Redis gone: nothing reached the database
-            else:
-                text = not_done_text()
+                await rollback(session)
+            text = failure_text(error, fault, saved=committed_early(session))
             await tell(data["bot"], event, text)
             return None
 
@@ -128,7 +123,7 @@ async def reply_on_failure(event: ErrorEvent, bot: Bot, i18n: I18n, **data: Any)
         None, user.language_code if user else None, i18n.default_locale
     )
     with i18n.context(), i18n.use_locale(locale):
-        text = busy_text() if fault else not_done_text()
+        text = failure_text(event.exception, fault, saved=data.get("saved_before_failure", False))
     await tell(bot, update, text)
 
 
@@ -150,13 +145,6 @@ def _log_failure(update: Update, error: BaseException, fault: bool) -> None:
             type(error).__name__,
             exc_info=error,
         )
-
-
-async def _rollback(session: AsyncSession) -> None:
-    try:
-        await session.rollback()
-    except Exception as error:  # the connection is gone; the server rolls back by itself
-        log.warning("rollback failed: %s", type(error).__name__)
 
 
 async def tell(bot: Bot, event: Update, text: str) -> None:

@@ -23,8 +23,8 @@ from services.napza import requests as napza
 from services.napza.requests import Delivery
 from services.regions import region_name
 from tg import keyboards, texts
+from tg.callbacks import AdminOutcomeCB, PartnerCB, RelayCB
 from tg.formatting import local_datetime
-from tg.keyboards import AdminOutcomeCB, PartnerCB, RelayCB
 
 log = logging.getLogger(__name__)
 

@@ -5,6 +5,7 @@ from aiogram import Router
 
 def all_routers() -> list[Router]:
     """Routers in the order they must be tried: cancel first, the catch-all last."""
+    from tg.middlewares.answer import AnswerAfterHandler
     from tg.routers import (
         admin,
         agent,
@@ -18,4 +19,7 @@ def all_routers() -> list[Router]:
     )
 
     modules = (common, kpm, agent, kpm_shopping, partner, napza, broadcast, admin, fallback)
-    return [module.create_router() for module in modules]
+    routers = [module.create_router() for module in modules]
+    for router in routers:  # every button press answered once, after its handler
+        router.callback_query.middleware(AnswerAfterHandler())
+    return routers

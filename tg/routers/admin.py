@@ -6,15 +6,18 @@ from functools import partial
 from html import escape
 
 from aiogram import Bot, F, Router
+from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.filters import Command, CommandObject
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
+from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from babel.numbers import format_decimal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Account, Redemption
+from models.enums import Role
 from services import audit, invites, revocation, stats
 from services.bpnt import shopping
 from services.bpnt.ewarongs import get_ewarong
@@ -23,10 +26,10 @@ from services.napza import requests as napza
 from services.regions import in_scope, region_name
 from services.revocation import Revoked
 from tg import keyboards, texts
+from tg.callbacks import AdminDisputeCB, AdminOutcomeCB, alert
 from tg.context import AppContext
 from tg.filters import HasRole
 from tg.formatting import local_datetime, money
-from tg.keyboards import AdminDisputeCB, AdminOutcomeCB
 from tg.menus import ADMIN_COMMANDS
 from tg.notify.napza import announce_closed
 from tg.states import ReversalFlow
@@ -68,6 +71,7 @@ async def disputes(message: Message, session: AsyncSession, admin_scope: str, lo
 
 async def dispute_action(
     query: CallbackQuery,
+    callback_answer: CallbackAnswer,
     callback_data: AdminDisputeCB,
     state: FSMContext,
     session: AsyncSession,
@@ -76,13 +80,11 @@ async def dispute_action(
     ctx: AppContext,
 ) -> None:
     if not await _redemption_in_scope(session, callback_data.redemption, admin_scope):
-        await query.answer(_("This button is no longer valid."), show_alert=True)
-        return
+        raise SkipHandler()
     if callback_data.action == "dismiss":
         done = await shopping.dismiss_dispute(
             session, callback_data.redemption, admin=account.telegram_id, now=ctx.now()
         )
-        await query.answer()
         text = (
             _("Transaction #{id} found genuine; the family can shop again.").format(
                 id=callback_data.redemption
@@ -95,11 +97,10 @@ async def dispute_action(
             await query.message.edit_text(text)
         return
     if not await shopping.is_open_dispute(session, callback_data.redemption):
-        await query.answer(_("Only a disputed transaction can be reversed."), show_alert=True)
+        alert(callback_answer, _("Only a disputed transaction can be reversed."))
         return
     await state.set_state(ReversalFlow.reason)
     await state.update_data(redemption=callback_data.redemption)
-    await query.answer()
     if isinstance(query.message, Message):
         await query.message.answer(
             _(
@@ -151,19 +152,19 @@ async def invite_staff(
     ctx: AppContext,
 ) -> None:
     """/undang_agen E-WARONG-CODE or /undang_mitra ORG-CODE: a one-time deep link."""
-    role = "agent" if command.command == "undang_agen" else "partner"
+    role = Role.AGENT if command.command == "undang_agen" else Role.PARTNER
     code = (command.args or "").strip()
     if not code or len(code) > 32:
         await message.answer(
             _("Usage: /undang_agen E-WARONG-CODE")
-            if role == "agent"
+            if role == Role.AGENT
             else _("Usage: /undang_mitra ORGANISATION-CODE")
         )
         return
     try:
-        if role == "agent" and not await _ewarong_in_scope(session, code, admin_scope):
+        if role == Role.AGENT and not await _ewarong_in_scope(session, code, admin_scope):
             raise ValueError(code)  # unknown, or outside this admin's region
-        if role == "partner" and admin_scope:
+        if role == Role.PARTNER and admin_scope:
             raise ValueError(code)  # partners cover regions: national admins invite them
         payload = await invites.create_invite(
             session, role, code, created_by=account.telegram_id, now=ctx.now()
@@ -171,7 +172,7 @@ async def invite_staff(
     except ValueError:
         await message.answer(
             _("No active e-Warong has that code.")
-            if role == "agent"
+            if role == Role.AGENT
             else _("No active partner organisation has that code.")
         )
         return
@@ -181,7 +182,7 @@ async def invite_staff(
             "One-time link for a new agent of {code} (valid 48 hours, one use):\n{link}\n"
             "Send it only to the agent."
         ).format(code=escape(code), link=invites.deep_link(me.username or "bot", payload))
-        if role == "agent"
+        if role == Role.AGENT
         else _(
             "One-time link for a new staff member of {code} (valid 48 hours, one use):\n"
             "{link}\nSend it only to that person."
@@ -305,15 +306,12 @@ async def napza_outcome(
 ) -> None:
     """An escalated Napza request: the admin records what was arranged, which closes it."""
     if callback_data.outcome not in napza.CHOSEN_OUTCOMES or not 0 < callback_data.request < 2**63:
-        await query.answer(_("This button is no longer valid."), show_alert=True)
-        return
+        raise SkipHandler()
     request = await napza.close_escalated(
         session, callback_data.request, account.telegram_id, callback_data.outcome, ctx.now()
     )
     if request is None:
-        await query.answer(_("This button is no longer valid."), show_alert=True)
-        return
-    await query.answer()
+        raise SkipHandler()
     await announce_closed(query, bot, i18n, session, request)
 
 
@@ -419,7 +417,7 @@ async def not_an_admin(message: Message) -> None:
 
 def create_router() -> Router:
     router = Router(name="admin")
-    admin = HasRole("admin")
+    admin = HasRole(Role.ADMIN)
     router.message.register(disputes, admin, F.text == texts.BTN_DISPUTES)
     router.message.register(disputes, admin, Command("sengketa"))
     router.callback_query.register(dispute_action, admin, AdminDisputeCB.filter())

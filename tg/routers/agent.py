@@ -9,15 +9,18 @@ from html import escape
 from typing import Any
 
 from aiogram import Bot, F, Router
+from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.filters import StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.types import BufferedInputFile, CallbackQuery, Message
+from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from infra import metrics
 from models import Account, EWarong
+from models.enums import Role
 from services.bpnt import shopping
 from services.bpnt.ewarongs import get_ewarong
 from services.bpnt.shopping import (
@@ -31,10 +34,10 @@ from services.bpnt.shopping import (
 )
 from services.identity import clean_digits
 from tg import keyboards, texts
+from tg.callbacks import AttestCB, BasketCB, ConfirmCB, alert
 from tg.context import AppContext
 from tg.filters import HasRole
 from tg.formatting import long_date
-from tg.keyboards import AttestCB, BasketCB, ConfirmCB
 from tg.states import RedeemFlow
 from tg.views import kpm as views
 
@@ -291,9 +294,7 @@ async def attest_press(
         str(data.get("attest", "")).encode(), callback_data.token.encode()
     )
     if not current:
-        await query.answer(_("This button is no longer valid."), show_alert=True)
-        return
-    await query.answer()
+        raise SkipHandler()
     if not isinstance(query.message, Message):
         return
     await query.message.edit_reply_markup(reply_markup=None)
@@ -306,6 +307,7 @@ async def attest_press(
 
 async def basket_press(
     query: CallbackQuery,
+    callback_answer: CallbackAnswer,
     callback_data: BasketCB,
     state: FSMContext,
     account: Account,
@@ -313,13 +315,11 @@ async def basket_press(
 ) -> None:
     data = await state.get_data()
     if await state.get_state() != RedeemFlow.basket.state:
-        await query.answer(_("This button is no longer valid."), show_alert=True)
-        return
+        raise SkipHandler()
     action = callback_data.action
     if action == "item" and callback_data.item in shopping.FOOD_ITEMS:
         await state.update_data(item=callback_data.item)
         await state.set_state(RedeemFlow.item_amount)
-        await query.answer()
         await _say(
             query,
             _(
@@ -329,21 +329,18 @@ async def basket_press(
         )
     elif action == "total":
         await state.set_state(RedeemFlow.total_amount)
-        await query.answer()
         await _say(query, _("Type the total amount of the purchase in rupiah, e.g. 150000."))
     elif action == "done":
         lines = _lines(data)
         if not lines:
-            await query.answer(_("Add at least one item first."), show_alert=True)
+            alert(callback_answer, _("Add at least one item first."))
             return
-        await query.answer()
         await _show_summary(query, state, data, lines, locale)
     elif action == "cancel":
         await state.clear()
-        await query.answer()
         await _back_to_menu(query, account, _("Transaction cancelled. Nothing was charged."))
     else:
-        await query.answer(_("This button is no longer valid."), show_alert=True)
+        raise SkipHandler()
 
 
 async def _back_to_menu(query: CallbackQuery, account: Account, text: str) -> None:
@@ -431,6 +428,7 @@ async def flow_wrong_input(message: Message) -> None:
 
 async def confirm_press(
     query: CallbackQuery,
+    callback_answer: CallbackAnswer,
     callback_data: ConfirmCB,
     state: FSMContext,
     session: AsyncSession,
@@ -446,11 +444,10 @@ async def confirm_press(
         callback_data.key
     )
     if not current:
-        await _stale_confirm(query, session, callback_data.key, agent_scope)
+        await _stale_confirm(query, callback_answer, session, callback_data.key, agent_scope)
         return
     if callback_data.action != "yes":
         await state.clear()
-        await query.answer()
         await _close(query, _("Transaction cancelled. Nothing was charged."))
         await _back_to_menu(query, account, _("Ready for the next transaction."))
         return
@@ -479,7 +476,6 @@ async def confirm_press(
         await _rollback(session)
         known, receipt = await _receipt_after_failed_commit(ctx, draft.key)
         if receipt is None:  # the summary stays: Confirm again, never charged twice
-            await query.answer()
             await _say(query, _not_through(known))
             return
     if outcome.result is ConfirmResult.CONFIRMED:
@@ -489,7 +485,6 @@ async def confirm_press(
     except Exception as error:  # Redis went away: the sale stands, the flow state expires
         log.warning("after a confirmation, clearing the flow failed: %s", type(error).__name__)
     try:
-        await query.answer()
         if receipt is not None:
             await _close(query, views.receipt(receipt, data["masked"], locale))
             await _send_family_receipt(bot, i18n, receipt, data["masked"])
@@ -556,14 +551,18 @@ def _refusal(result: ConfirmResult) -> str:
 
 
 async def _stale_confirm(
-    query: CallbackQuery, session: AsyncSession, key: str, agent_scope: str
+    query: CallbackQuery,
+    callback_answer: CallbackAnswer,
+    session: AsyncSession,
+    key: str,
+    agent_scope: str,
 ) -> None:
     """A press on an old summary: "already confirmed" if it was this e-Warong's, else invalid."""
     done = await shopping.redemption_by_key(session, key)
     if done is not None and done.ewarong_code == agent_scope:
-        await query.answer(_("This transaction was already confirmed."), show_alert=True)
+        alert(callback_answer, _("This transaction was already confirmed."))
     else:
-        await query.answer(_("This button is no longer valid."), show_alert=True)
+        raise SkipHandler()
 
 
 async def _close(query: CallbackQuery, text: str) -> None:
@@ -630,7 +629,7 @@ async def not_an_agent(message: Message) -> None:
 def create_router() -> Router:
     """Agent handlers; every one requires the agent role (its scope is the e-Warong code)."""
     router = Router(name="agent")
-    agent = HasRole("agent")
+    agent = HasRole(Role.AGENT)
     router.message.register(new_redemption, agent, F.text == texts.BTN_NEW_REDEMPTION)
     router.message.register(identify, agent, RedeemFlow.identify, F.text)
     router.message.register(kks_nik, agent, RedeemFlow.kks_nik, F.text)

@@ -11,22 +11,25 @@ from datetime import datetime, timedelta
 from html import escape
 
 from aiogram import Bot, F, Router
+from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
+from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Account
+from models.enums import Role
 from services.accounts import SUPPORTED_LOCALES
 from services.broadcasts import store as broadcasts
 from services.broadcasts.store import Action, Audience
 from services.regions import in_scope, region_name, timezone_for, zone_abbreviation
 from tg import keyboards, texts
+from tg.callbacks import BroadcastCB, ComposeCB
 from tg.context import AppContext
 from tg.filters import HasRole
 from tg.formatting import local_datetime
-from tg.keyboards import BroadcastCB, ComposeCB
 from tg.notify.broadcasts import progress_text
 from tg.states import BroadcastFlow
 
@@ -37,10 +40,6 @@ MAX_SCHEDULE_AHEAD = timedelta(days=60)
 
 def _language_names() -> dict[str, str]:
     return {"all": _("Every language"), **texts.LANGUAGE_NAMES}
-
-
-async def _invalid(query: CallbackQuery) -> None:
-    await query.answer(_("This button is no longer valid."), show_alert=True)
 
 
 async def start(message: Message, state: FSMContext) -> None:
@@ -70,11 +69,9 @@ async def choose_audience(
     admin_scope: str,
 ) -> None:
     if callback_data.step != "aud" or callback_data.value not in broadcasts.AUDIENCES:
-        await _invalid(query)
-        return
+        raise SkipHandler()
     await state.update_data(audience=callback_data.value)
     await state.set_state(BroadcastFlow.region)
-    await query.answer()
     assert isinstance(query.message, Message)
     await query.message.edit_reply_markup(reply_markup=None)
     await query.message.answer(
@@ -100,9 +97,7 @@ async def region_all(
     query: CallbackQuery, callback_data: ComposeCB, state: FSMContext, admin_scope: str
 ) -> None:
     if callback_data.step != "region" or callback_data.value != "all":
-        await _invalid(query)
-        return
-    await query.answer()
+        raise SkipHandler()
     assert isinstance(query.message, Message)
     await query.message.edit_reply_markup(reply_markup=None)
     await _ask_language(query.message, state, admin_scope)
@@ -127,11 +122,9 @@ async def choose_language(
     query: CallbackQuery, callback_data: ComposeCB, state: FSMContext
 ) -> None:
     if callback_data.step != "lang" or callback_data.value not in ("all", *SUPPORTED_LOCALES):
-        await _invalid(query)
-        return
+        raise SkipHandler()
     await state.update_data(language=None if callback_data.value == "all" else callback_data.value)
     await state.set_state(BroadcastFlow.message)
-    await query.answer()
     assert isinstance(query.message, Message)
     await query.message.edit_reply_markup(reply_markup=None)
     await query.message.answer(
@@ -195,9 +188,7 @@ async def choose_version(
     if callback_data.step != "ver" or (
         value != "done" and (value not in SUPPORTED_LOCALES or value in data.get("versions", {}))
     ):
-        await _invalid(query)
-        return
-    await query.answer()
+        raise SkipHandler()
     assert isinstance(query.message, Message)
     await query.message.edit_reply_markup(reply_markup=None)
     if value == "done":
@@ -309,9 +300,7 @@ async def confirm(
     admin_scope: str,
 ) -> None:
     if callback_data.step != "go" or callback_data.value not in ("now", "later", "cancel"):
-        await _invalid(query)
-        return
-    await query.answer()
+        raise SkipHandler()
     assert isinstance(query.message, Message)
     await query.message.edit_reply_markup(reply_markup=None)
     if callback_data.value == "cancel":
@@ -386,6 +375,7 @@ async def not_content(message: Message) -> None:
 
 async def control(
     query: CallbackQuery,
+    callback_answer: CallbackAnswer,
     callback_data: BroadcastCB,
     session: AsyncSession,
     account: Account,
@@ -409,17 +399,14 @@ async def control(
         else None
     )
     if broadcast is None:
-        await _invalid(query)
-        return
+        raise SkipHandler()
     progress = await broadcasts.progress(session, broadcast.id)
     assert progress is not None
-    await query.answer(
-        {
-            Action.PAUSE: _("Paused."),
-            Action.RESUME: _("Resumed."),
-            Action.CANCEL: _("Broadcast cancelled."),
-        }[action]
-    )
+    callback_answer.text = {
+        Action.PAUSE: _("Paused."),
+        Action.RESUME: _("Resumed."),
+        Action.CANCEL: _("Broadcast cancelled."),
+    }[action]
     if isinstance(query.message, Message):
         await query.message.edit_text(
             progress_text(broadcast, progress, locale, admin_scope or None, ctx.now()),
@@ -429,7 +416,7 @@ async def control(
 
 def create_router() -> Router:
     router = Router(name="broadcast")
-    admin = HasRole("admin")
+    admin = HasRole(Role.ADMIN)
     router.message.register(start, admin, F.text == texts.BTN_BROADCAST)
     router.message.register(start, admin, Command("siaran"))
     router.callback_query.register(

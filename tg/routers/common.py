@@ -5,31 +5,41 @@ from __future__ import annotations
 from html import escape
 
 from aiogram import Bot, F, Router
+from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
+from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Account
+from models.enums import Role
 from services import accounts, invites
+from services.accounts import role_scope
 from services.invites import InviteResult
 from tg import keyboards, texts
+from tg.callbacks import LanguageCB, alert
 from tg.context import AppContext
-from tg.filters import LostRole, role_scope
-from tg.keyboards import LanguageCB
+from tg.filters import LostRole
 from tg.menus import set_admin_menu
 from tg.views import kpm as views
 
 
-async def lost_role(event: Message | CallbackQuery, state: FSMContext, account: Account) -> None:
+async def lost_role(
+    event: Message | CallbackQuery,
+    state: FSMContext,
+    account: Account,
+    callback_answer: CallbackAnswer | None = None,
+) -> None:
     """A step of a staff flow from someone whose role was taken away meanwhile: the flow
     ends here, nothing of it is done."""
     await state.clear()
     text = _("You no longer have access to this. Nothing was done.")
     if isinstance(event, CallbackQuery):
-        await event.answer(text, show_alert=True)
+        assert callback_answer is not None
+        alert(callback_answer, text)
         if isinstance(event.message, Message):
             await event.message.answer(text, reply_markup=keyboards.main_menu(account))
         return
@@ -58,7 +68,7 @@ async def start(
     if invites.is_invite_payload(command.args):
         await _accept_invite(message, session, account, command.args or "", ctx)
         return
-    if role_scope(account, "admin") is not None:
+    if role_scope(account, Role.ADMIN) is not None:
         await set_admin_menu(bot, i18n, account)
     linked = await accounts.linked_beneficiary(session, account)
     await message.answer(
@@ -73,7 +83,7 @@ async def _accept_invite(
     """A deep link `t.me/<bot>?start=inv_...` binds this account to a staff role."""
     outcome = await invites.accept_invite(session, payload, account.telegram_id, ctx.now())
     await session.refresh(account, ["roles"])
-    if outcome.result is InviteResult.ACCEPTED and outcome.role == "partner":
+    if outcome.result is InviteResult.ACCEPTED and outcome.role == Role.PARTNER:
         text = _(
             "Welcome! This account is now staff of partner organisation {code}. Help requests "
             "for your organisation will arrive here."
@@ -93,9 +103,9 @@ async def _accept_invite(
 
 async def show_help(message: Message, account: Account) -> None:
     text = views.help_text(
-        is_agent=role_scope(account, "agent") is not None,
-        is_admin=role_scope(account, "admin") is not None,
-        is_partner=role_scope(account, "partner") is not None,
+        is_agent=role_scope(account, Role.AGENT) is not None,
+        is_admin=role_scope(account, Role.ADMIN) is not None,
+        is_partner=role_scope(account, Role.PARTNER) is not None,
     )
     await message.answer(text, reply_markup=keyboards.main_menu(account))
 
@@ -112,10 +122,8 @@ async def set_language(
     i18n: I18n,
 ) -> None:
     if not await accounts.set_locale(session, account, callback_data.code):
-        await query.answer(_("This button is no longer valid."), show_alert=True)
-        return
+        raise SkipHandler()
     with i18n.use_locale(callback_data.code):
-        await query.answer()
         if isinstance(query.message, Message):
             if query.message.reply_markup is not None:  # not yet answered: close the choice
                 await query.message.edit_text(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from aiogram import Router
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import Message
 from aiogram.utils.i18n import gettext as _
 
 from models import Account
 from tg import keyboards
+from tg.callbacks import answer_stale
 
 
 async def unknown_message(message: Message, account: Account | None) -> None:
@@ -17,13 +18,9 @@ async def unknown_message(message: Message, account: Account | None) -> None:
     )
 
 
-async def unknown_button(query: CallbackQuery) -> None:
-    await query.answer(_("This button is no longer valid."), show_alert=True)
-
-
 def create_router() -> Router:
     """A fresh router (a router can belong to one dispatcher only)."""
     router = Router(name="fallback")
     router.message.register(unknown_message)
-    router.callback_query.register(unknown_button)
+    router.callback_query.register(answer_stale)  # a button no router took
     return router

@@ -6,6 +6,7 @@ import secrets
 from html import escape
 
 from aiogram import Bot, F, Router
+from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State
@@ -27,8 +28,8 @@ from services.regions import timezone_for
 from services.registry import activation, linking, status
 from services.registry.linking import LinkClaim, LinkOutcome, LinkResult, link_account
 from tg import keyboards, texts
+from tg.callbacks import EraseCB
 from tg.context import AppContext
-from tg.keyboards import EraseCB
 from tg.notify.napza import tell_staff_cancelled
 from tg.states import EraseFlow, LinkFlow
 from tg.views import kpm as views
@@ -310,10 +311,8 @@ async def erase_answer(
         callback_data.token.encode("utf-8", "surrogatepass"),
     )
     if not valid:
-        await query.answer(_("This button is no longer valid."), show_alert=True)
-        return
+        raise SkipHandler()
     await state.clear()
-    await query.answer()
     message = query.message if isinstance(query.message, Message) else None
     if callback_data.action != "yes":
         if message:

@@ -6,10 +6,12 @@ import logging
 from html import escape
 
 from aiogram import Bot, F, Router
+from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
+from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,9 +22,9 @@ from services.bpnt import shopping
 from services.bpnt.ewarongs import get_ewarong, nearest
 from services.bpnt.shopping import CodeResult, DisputeResult
 from tg import keyboards, texts
+from tg.callbacks import DisputeCB, LockCB, alert
 from tg.context import AppContext
 from tg.formatting import local_datetime, money
-from tg.keyboards import DisputeCB, LockCB
 from tg.states import NearbyFlow
 
 log = logging.getLogger(__name__)
@@ -92,12 +94,10 @@ async def lock_press(
     query: CallbackQuery, callback_data: LockCB, session: AsyncSession, account: Account
 ) -> None:
     if account.beneficiary_id is None:
-        await query.answer(_("This button is no longer valid."), show_alert=True)
-        return
+        raise SkipHandler()
     await shopping.set_family_lock(
         session, account.beneficiary_id, callback_data.locked, actor=account.telegram_id
     )
-    await query.answer()
     text = (
         _("Shopping is now locked. Press again to unlock when you are ready.")
         if callback_data.locked
@@ -160,6 +160,7 @@ async def nearby_wrong(message: Message) -> None:
 
 async def dispute_press(
     query: CallbackQuery,
+    callback_answer: CallbackAnswer,
     callback_data: DisputeCB,
     session: AsyncSession,
     account: Account,
@@ -168,18 +169,15 @@ async def dispute_press(
     i18n: I18n,
 ) -> None:
     if account.beneficiary_id is None:
-        await query.answer(_("This button is no longer valid."), show_alert=True)
-        return
+        raise SkipHandler()
     result = await shopping.dispute(
         session, callback_data.redemption, account.beneficiary_id, account.telegram_id, ctx.now()
     )
     if result is DisputeResult.NOT_YOURS:
-        await query.answer(_("This button is no longer valid."), show_alert=True)
-        return
+        raise SkipHandler()
     if result is DisputeResult.ALREADY:
-        await query.answer(_("You already reported this transaction."), show_alert=True)
+        alert(callback_answer, _("You already reported this transaction."))
         return
-    await query.answer()
     if isinstance(query.message, Message):
         await query.message.edit_reply_markup(reply_markup=None)
         await query.message.answer(

@@ -10,6 +10,7 @@ from datetime import timedelta
 from html import escape
 
 from aiogram import Bot, F, Router
+from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.filters import Command, CommandObject
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
@@ -23,8 +24,8 @@ from services.napza import requests as napza
 from services.napza.requests import RequestAnswers, SlaPolicy
 from services.regions import region_name
 from tg import keyboards, texts
+from tg.callbacks import NapzaCB, RelayCB, TicketCB
 from tg.context import AppContext
-from tg.keyboards import NapzaCB, RelayCB, TicketCB
 from tg.notify.napza import send_deliveries, send_relay, tell_staff_cancelled
 from tg.states import NapzaFlow, RelayFlow
 
@@ -79,9 +80,7 @@ async def answer(
         "note": NapzaFlow.note, "consent": NapzaFlow.consent,
     }.get(step)  # fmt: skip
     if expected is None or current != expected.state or not _valid(step, value):
-        await query.answer(_("This button is no longer valid."), show_alert=True)
-        return
-    await query.answer()
+        raise SkipHandler()
     if step == "go":
         await state.set_state(NapzaFlow.for_whom)
         await _ask(query, _("Who needs help?"), keyboards.choices("whom", texts.FOR_WHOM_NAMES))
@@ -320,9 +319,7 @@ async def cancel_ticket(
 ) -> None:
     request = await napza.cancel(session, callback_data.ticket, account.telegram_id, ctx.now())
     if request is None:
-        await query.answer(_("This button is no longer valid."), show_alert=True)
-        return
-    await query.answer()
+        raise SkipHandler()
     if isinstance(query.message, Message):
         await query.message.edit_text(
             _("Ticket <b>{ticket}</b> is cancelled.").format(ticket=request.ticket)
@@ -341,9 +338,7 @@ async def open_relay(
     request = await napza.requests_of(session, account.telegram_id, limit=50)
     mine = next((r for r in request if r.id == callback_data.request), None)
     if mine is None or mine.status != "accepted":
-        await query.answer(_("This button is no longer valid."), show_alert=True)
-        return
-    await query.answer()
+        raise SkipHandler()
     await state.set_state(RelayFlow.requester)
     await state.update_data(request=mine.id)
     if isinstance(query.message, Message):
