@@ -56,12 +56,8 @@ from bench.redemption import ensure_database
 from infra.db import create_engine, create_sessionmaker, upgrade_database
 from models import Beneficiary, Region
 from services.identity import Hasher
-from services.imports.registry import (
-    BENEFICIARY_COLUMNS,
-    DISBURSEMENT_COLUMNS,
-    import_beneficiaries,
-    import_disbursements,
-)
+from services.imports.beneficiaries import BENEFICIARY_COLUMNS, import_beneficiaries
+from services.imports.disbursements import DISBURSEMENT_COLUMNS, import_disbursements
 from services.regions import REGION_DATA_DIR, import_regions, region_count
 from services.registry import status
 
@@ -394,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.phases:
         logging.basicConfig(format="  %(message)s")
-        logging.getLogger("services.imports.registry").setLevel(logging.DEBUG)
+        logging.getLogger("services.imports.staging").setLevel(logging.DEBUG)
     asyncio.run(ensure_database(args.database_url))
     upgrade_database(args.database_url)  # Alembic runs its own event loop
     with tempfile.TemporaryDirectory(prefix="bench-import-") as folder:

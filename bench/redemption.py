@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.redemption [--database-url URL] [--confirmations N]
                                          [--agents 50] [--rounds 5]
 
-(a) N confirmations through `shopping.confirm()`, from `--agents` concurrent agent
+(a) N confirmations through `redemptions.confirm()`, from `--agents` concurrent agent
 tasks, each confirmation in its own session and transaction (as the bot handles
 one update), each agent serving its own families at its own e-Warong;
 (b) the same N transactions doing only `UPDATE bare_wallets SET balance =
@@ -41,14 +41,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from infra.db import create_engine, create_sessionmaker, upgrade_database
 from models import Beneficiary, BpntWallet, EWarong, LedgerEntry, Redemption, ShoppingCode
 from models.base import utcnow
-from services.bpnt import shopping
-from services.bpnt.shopping import BasketLine, ConfirmResult, RedemptionDraft
+from models.enums import LedgerKind
+from services.bpnt import redemptions
+from services.bpnt.redemptions import BasketLine, ConfirmResult, RedemptionDraft
 from services.identity import Hasher
-from services.imports.registry import (
-    import_beneficiary_records,
-    import_disbursement_records,
-    records_from_dicts,
-)
+from services.imports.beneficiaries import import_beneficiary_records
+from services.imports.csvfile import records_from_dicts
+from services.imports.disbursements import import_disbursement_records
 
 DEFAULT_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/bansos_bench"
 HASHER = Hasher(b"bench-secret-not-for-production")
@@ -256,7 +255,7 @@ async def confirmations(
 ) -> tuple[float, Counter[str]]:
     async def confirm(job: Job) -> ConfirmResult:
         async with sessionmaker() as session, session.begin():
-            return (await shopping.confirm(session, job.draft, utcnow())).result
+            return (await redemptions.confirm(session, job.draft, utcnow())).result
 
     seconds, results = await run_agents(per_agent, confirm)
     return seconds, Counter(str(r) for r in results)
@@ -292,7 +291,7 @@ async def ledger_check(sessionmaker: async_sessionmaker[AsyncSession]) -> str:
         debits = await session.scalar(
             select(func.count())
             .select_from(LedgerEntry)
-            .where(LedgerEntry.kind == shopping.REDEMPTION)
+            .where(LedgerEntry.kind == LedgerKind.REDEMPTION)
         )
     assert wrong == 0 and redemptions == debits, (wrong, redemptions, debits)
     return f"{redemptions} redemptions, every wallet equal to its ledger"

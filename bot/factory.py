@@ -17,13 +17,14 @@ from aiogram.utils.i18n import I18n
 from redis.asyncio import Redis
 
 from infra.db import PROJECT_ROOT, create_engine, create_sessionmaker
-from infra.kv import KeyValueStore, MemoryStore, RedisStore, connect_redis, redis_fsm
+from infra.kv import KeyValueStore, MemoryStore, RedisStore, connect_redis
 from infra.settings import Settings
 from services import accounts
 from services.identity import Hasher
 from services.lockout import Ceiling, FailureGuard, Lockout
 from services.regions import RegionDirectory
 from tg.context import AppContext
+from tg.fsm import redis_fsm
 from tg.menus import set_menus
 from tg.middlewares.account import AccountI18nMiddleware, AccountMiddleware
 from tg.middlewares.db import DbSessionMiddleware

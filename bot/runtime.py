@@ -16,7 +16,7 @@ from sqlalchemy import text
 
 from bot.factory import create_bot, create_context, create_dispatcher
 from infra import metrics
-from infra.db import upgrade_database
+from infra.db import prepare_database
 from infra.settings import Settings
 from tg.context import AppContext
 
@@ -84,12 +84,6 @@ def configure_logging(level: int = logging.INFO, log_format: str | None = None) 
     logging.basicConfig(level=level, handlers=[handler], force=True)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(QUIET_LEVEL)
-
-
-async def prepare_database(settings: Settings) -> None:
-    """Migrate an embedded SQLite database by itself; servers are migrated by `db upgrade`."""
-    if settings.is_sqlite:
-        await asyncio.to_thread(upgrade_database, settings.database_url)
 
 
 def start_embedded_worker(

@@ -7,7 +7,7 @@ Broadcast delivery is `services.broadcasts.engine.BroadcastEngine`, run beside t
 `run_worker` in-process. All state lives in the database (deadlines in
 `help_requests.sla_due_at`), so a restart loses nothing, and several workers
 can run at once: `expire_due` moves each request at most once (see
-`services.napza.requests`).
+`services.napza.routing`).
 
 Each tick commits its routing changes first and only then notifies, so a
 notification is never sent for a change that was rolled back; a crash between
@@ -37,8 +37,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from infra.ratelimit import create_rate_limiter
 from infra.settings import Settings
 from services.broadcasts.engine import BroadcastEngine, EngineConfig, create_progress_engine
-from services.napza import requests as napza
-from services.napza.requests import Delivery, SlaPolicy
+from services.napza.retention import purge
+from services.napza.routing import Delivery, SlaPolicy, expire_due
 from tg.context import utc_now
 
 log = logging.getLogger("bansos.worker")
@@ -68,12 +68,12 @@ async def worker_tick(ctx_like: Any, now: datetime) -> list[Delivery]:
     deliveries: list[Delivery] = []
     while True:
         async with sessionmaker() as session, session.begin():
-            batch = await napza.expire_due(session, sla, now, limit=EXPIRE_BATCH)
+            batch = await expire_due(session, sla, now, limit=EXPIRE_BATCH)
         deliveries.extend(batch)
         if len(batch) < EXPIRE_BATCH:
             break
     async with sessionmaker() as session, session.begin():
-        purged = await napza.purge(session, now, timedelta(days=settings.napza_retention_days))
+        purged = await purge(session, now, timedelta(days=settings.napza_retention_days))
     if purged:
         log.info("purged %d napza request(s)", purged)
     return deliveries
@@ -188,8 +188,7 @@ async def run_engine(engine: BroadcastEngine, stop: asyncio.Event) -> None:
 async def run_worker_process(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """`bansos-bot worker`: Napza checks and broadcast delivery until `stop` (or a signal)."""
     from bot.factory import create_bot, create_i18n
-    from bot.runtime import prepare_database
-    from infra.db import create_engine, create_sessionmaker
+    from infra.db import create_engine, create_sessionmaker, prepare_database
 
     await prepare_database(settings)
     engine = create_engine(settings.database_url)

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Table, event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+
+from infra.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
@@ -71,6 +79,12 @@ def upgrade_database(database_url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(database_url), revision)
 
 
+async def prepare_database(settings: Settings) -> None:
+    """Migrate an embedded SQLite database by itself; servers are migrated by `db upgrade`."""
+    if settings.is_sqlite:
+        await asyncio.to_thread(upgrade_database, settings.database_url)
+
+
 NUL = "\x00"
 
 
@@ -81,3 +95,10 @@ def storable(text: str) -> str:
     nobody means to type one; a NUL in a query parameter would otherwise fail the update.
     """
     return text.replace(NUL, "")
+
+
+def dialect_insert(bind: AsyncSession | AsyncConnection) -> Callable[[Table], Any]:
+    """The `insert` construct with ON CONFLICT support for the database of `bind` (a
+    session or a connection): PostgreSQL's or SQLite's."""
+    dialect = bind.dialect if isinstance(bind, AsyncConnection) else bind.get_bind().dialect
+    return pg_insert if dialect.name == "postgresql" else sqlite_insert

@@ -3,7 +3,7 @@
 Used for update de-duplication, throttling and lockouts. Redis when `REDIS_URL` is
 set, so several bot processes share them; a process-local dict otherwise.
 
-Every Redis client is built by `connect_redis` (or `redis_fsm` for aiogram's FSM), with
+Every Redis client is built by `connect_redis` (`tg.fsm.redis_fsm` for aiogram's FSM), with
 short timeouts and a couple of quick reconnects: a dead or hung Redis makes a command
 fail within seconds (the user is told the service is busy) instead of hanging the
 update, and redis-py reconnects by itself once Redis is back.
@@ -11,21 +11,14 @@ update, and redis-py reconnects by itself once Redis is back.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator
-from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
-from aiogram.fsm.storage.base import StorageKey
-from aiogram.fsm.storage.redis import RedisEventIsolation, RedisStorage
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.lock import Lock
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import LockError, RedisError
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +28,6 @@ REDIS_CONNECT_TIMEOUT = 2.0
 # A lost connection is retried twice at once (a restarted Redis, a dropped socket);
 # a timeout is not retried, since the command may have run.
 REDIS_RETRIES = 2
-# aiogram's per-user update lock: held at most LOCK_TIMEOUT seconds (it expires by
-# itself if its holder dies), waited for at most LOCK_WAIT seconds.
-LOCK_TIMEOUT = 60
-LOCK_WAIT = 30
 # Connections per client (per process), and how long a command waits for a free one.
 REDIS_MAX_CONNECTIONS = 64
 REDIS_POOL_WAIT = 5.0
@@ -67,85 +56,6 @@ def connect_redis(url: str) -> Redis:
         url, max_connections=REDIS_MAX_CONNECTIONS, timeout=REDIS_POOL_WAIT, **redis_options()
     )
     return Redis(connection_pool=pool)
-
-
-def redis_fsm(
-    url: str, ttl_seconds: int | None = None
-) -> tuple[RedisStorage, ResilientRedisEventIsolation]:
-    """aiogram's FSM storage and event isolation on Redis, with the same timeouts.
-
-    With `ttl_seconds` (FSM_TTL_SECONDS) every write of a conversation's state or data
-    (a Napza note typed and then abandoned, say) expires that long after it was made;
-    without it they stay until the conversation ends."""
-    ttl = ttl_seconds if ttl_seconds and ttl_seconds > 0 else None
-    storage = RedisStorage(redis=connect_redis(url), state_ttl=ttl, data_ttl=ttl)
-    isolation = ResilientRedisEventIsolation(
-        storage.redis,
-        storage.key_builder,
-        lock_kwargs={"timeout": LOCK_TIMEOUT, "blocking_timeout": LOCK_WAIT},
-    )
-    return storage, isolation
-
-
-class ResilientRedisEventIsolation(RedisEventIsolation):
-    """aiogram's per-user lock, except that failing to release it is not an error.
-
-    The update has been handled (and its answer sent) by the time the lock is
-    released; if Redis went away meanwhile, raising would only make the bot tell the
-    user something failed. The lock expires by itself after LOCK_TIMEOUT seconds.
-    A lock that cannot be taken (Redis down, or held past LOCK_WAIT) still raises.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._local = LocalLocks()
-
-    @asynccontextmanager
-    async def lock(self, key: StorageKey) -> AsyncGenerator[None, None]:
-        name = self.key_builder.build(key, "lock")
-        # Updates of one user handled by this process queue here first, so only one of
-        # them at a time polls Redis for the shared lock (a burst of a user's updates
-        # would otherwise poll Redis every 0.1 s each and starve everyone's connections).
-        async with self._local.hold(name):
-            lock = self.redis.lock(name=name, **self.lock_kwargs, lock_class=Lock)
-            if not await lock.acquire():
-                raise LockError("the update lock was not released in time")
-            try:
-                yield None
-            finally:
-                try:
-                    await lock.release()
-                except RedisError as error:
-                    log.warning(
-                        "update lock not released (it will expire): %s", type(error).__name__
-                    )
-
-
-class LocalLocks:
-    """asyncio locks by name, forgotten when nobody holds or waits for them (a lock per
-    user kept for ever would grow with every user the process has seen)."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @asynccontextmanager
-    async def hold(self, name: str) -> AsyncGenerator[None, None]:
-        lock, users = self._locks.get(name, (None, 0))
-        if lock is None:
-            lock = asyncio.Lock()
-        self._locks[name] = (lock, users + 1)
-        try:
-            async with lock:
-                yield None
-        finally:
-            lock, users = self._locks[name]
-            if users <= 1:
-                del self._locks[name]
-            else:
-                self._locks[name] = (lock, users - 1)
-
-    def __len__(self) -> int:
-        return len(self._locks)
 
 
 class KeyValueStore(Protocol):

@@ -59,6 +59,64 @@ class RequestStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+class ForWhom(StrEnum):
+    """Who a Napza help request is for (`help_requests.for_whom`)."""
+
+    SELF = "self"
+    FAMILY = "family"
+
+
+class AgeGroup(StrEnum):
+    """The age group of the person who needs Napza help (`help_requests.age_group`)."""
+
+    UNDER_18 = "under_18"
+    AGE_18_25 = "18_25"
+    AGE_26_40 = "26_40"
+    OVER_40 = "over_40"
+
+
+class HelpType(StrEnum):
+    """The help a Napza request asks for (`help_requests.help_type`)."""
+
+    KONSELING = "konseling"  # counselling
+    RAWAT_JALAN = "rawat_jalan"  # outpatient care
+    RAWAT_INAP = "rawat_inap"  # inpatient care
+    INFORMASI = "informasi"  # information
+
+
+class RequestOutcome(StrEnum):
+    """How a closed Napza request ended (`help_requests.outcome`)."""
+
+    DIRUJUK = "dirujuk"  # referred
+    RAWAT_JALAN = "rawat_jalan"
+    RAWAT_INAP = "rawat_inap"
+    TIDAK_DAPAT_DIHUBUNGI = "tidak_dapat_dihubungi"  # could not be reached
+    SELESAI = "selesai"  # completed
+    TIDAK_ADA_AKTIVITAS = "tidak_ada_aktivitas"  # closed by retention, never chosen by a person
+
+
+# The outcomes partner staff and admins choose from when they close a case.
+CHOSEN_OUTCOMES = tuple(
+    outcome for outcome in RequestOutcome if outcome is not RequestOutcome.TIDAK_ADA_AKTIVITAS
+)
+
+
+class OfferEnd(StrEnum):
+    """How the offer of a request to one partner ended (`help_request_offers.end_reason`)."""
+
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    EXPIRED = "expired"  # its SLA deadline passed
+    CANCELLED = "cancelled"  # by the requester
+
+
+class RelaySender(StrEnum):
+    """The side a relayed Napza message comes from (`relay_messages.sender`)."""
+
+    REQUESTER = "requester"
+    PARTNER = "partner"
+
+
 class BroadcastStatus(StrEnum):
     SCHEDULED = "scheduled"
     RUNNING = "running"

@@ -9,7 +9,16 @@ from sqlalchemy import BigInteger, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, BigIntPK, utcnow
-from models.enums import EnumText, RequestStatus
+from models.enums import (
+    AgeGroup,
+    EnumText,
+    ForWhom,
+    HelpType,
+    OfferEnd,
+    RelaySender,
+    RequestOutcome,
+    RequestStatus,
+)
 
 
 class PartnerOrganisation(Base):
@@ -55,9 +64,9 @@ class HelpRequest(Base):
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     ticket: Mapped[str] = mapped_column(String(12), unique=True)
     requester_telegram_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
-    for_whom: Mapped[str] = mapped_column(String(16))
-    age_group: Mapped[str] = mapped_column(String(16))
-    help_type: Mapped[str] = mapped_column(String(16))
+    for_whom: Mapped[ForWhom] = mapped_column(EnumText(ForWhom, 16))
+    age_group: Mapped[AgeGroup] = mapped_column(EnumText(AgeGroup, 16))
+    help_type: Mapped[HelpType] = mapped_column(EnumText(HelpType, 16))
     region_code: Mapped[str] = mapped_column(ForeignKey("regions.code"))
     urgent: Mapped[bool] = mapped_column(default=False)
     note: Mapped[str | None] = mapped_column(String(500))
@@ -70,7 +79,7 @@ class HelpRequest(Base):
     sla_due_at: Mapped[datetime | None] = mapped_column(index=True)
     accepted_by: Mapped[int | None] = mapped_column(BigInteger)
     accepted_at: Mapped[datetime | None]
-    outcome: Mapped[str | None] = mapped_column(String(32))
+    outcome: Mapped[RequestOutcome | None] = mapped_column(EnumText(RequestOutcome, 32))
     closed_at: Mapped[datetime | None]
     purged_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -89,8 +98,7 @@ class HelpRequestOffer(Base):
     partner_code: Mapped[str] = mapped_column(ForeignKey("partner_organisations.code"))
     offered_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
-    # accepted, declined, expired, cancelled
-    end_reason: Mapped[str | None] = mapped_column(String(16))
+    end_reason: Mapped[OfferEnd | None] = mapped_column(EnumText(OfferEnd, 16))
     ended_by: Mapped[int | None] = mapped_column(BigInteger)
 
 
@@ -118,6 +126,6 @@ class RelayMessage(Base):
     request_id: Mapped[int] = mapped_column(
         ForeignKey("help_requests.id", ondelete="CASCADE"), index=True
     )
-    sender: Mapped[str] = mapped_column(String(16))  # requester, partner
+    sender: Mapped[RelaySender] = mapped_column(EnumText(RelaySender, 16))
     text: Mapped[str] = mapped_column(String(2000))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

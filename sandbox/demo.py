@@ -25,12 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from models import ActivationCode, Beneficiary, PkhComponentRate, Region
 from services.bpnt.ewarongs import import_ewarong_records
 from services.identity import Hasher
-from services.imports.registry import (
-    ImportReport,
-    import_beneficiary_records,
-    import_disbursement_records,
-    records_from_dicts,
-)
+from services.imports.beneficiaries import import_beneficiary_records
+from services.imports.csvfile import ImportReport, records_from_dicts
+from services.imports.disbursements import import_disbursement_records
 from services.napza.partners import import_partner_records
 from services.registry import activation
 

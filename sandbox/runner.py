@@ -17,7 +17,6 @@ conversation state. Nothing runs in another process.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -30,6 +29,7 @@ from sqlalchemy import delete, func, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.cli.sandbox import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_SANDBOX_DATABASE
 from bot.factory import create_bot, create_context, create_dispatcher
 from bot.runtime import start_embedded_worker, stop_embedded_worker
 from infra.db import create_engine, create_sessionmaker, upgrade_database
@@ -39,6 +39,7 @@ from sandbox import demo
 from sandbox.client import EmulatorClient
 from sandbox.demo import DemoIdentity, generate_demo
 from sandbox.emulator import BotApiEmulator
+from sandbox.net import is_loopback
 from sandbox.personas import (
     PERSONAS,
     PLACES,
@@ -59,9 +60,6 @@ log = logging.getLogger(__name__)
 
 SANDBOX_TOKEN = "7000000001:sandbox-offline-demo-not-a-real-token"
 SANDBOX_BOT_USERNAME = "bansos_sandbox_bot"
-DEFAULT_SANDBOX_DATABASE = "sqlite+aiosqlite:///./sandbox.db"
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8080
 IDENTITIES_SHOWN = 8
 # Reference data a reset keeps; every other table is emptied.
 KEPT_TABLES = frozenset({"regions", "pkh_component_rates", "alembic_version"})
@@ -75,16 +73,6 @@ class SandboxError(RuntimeError):
 
 class RemoteBindError(SandboxError):
     """Binding to a non-loopback address was asked without ``allow_remote``."""
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` only accepts connections from this machine."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_bind_host(host: str, allow_remote: bool) -> None:

@@ -34,8 +34,8 @@ from urllib.parse import quote
 from aiohttp import web
 
 from sandbox.client import EmulatorClient, EmulatorError
+from sandbox.net import is_loopback
 from sandbox.personas import Persona
-from sandbox.runner import is_loopback
 from services.regions import zone_abbreviation
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models import Account, AccountRole, Beneficiary, HelpRequest
 from models.enums import Role
 from services import audit, outbox
-from services.bpnt import shopping
+from services.bpnt import codes
 
 SUPPORTED_LOCALES = ("id", "en")
 LANGUAGE_CODE_MAX = 16  # the accounts.language_code column
@@ -87,18 +87,19 @@ async def erase(session: AsyncSession, account: Account, now: datetime) -> list[
     """Unlink the account and delete what the bot holds about this Telegram user.
 
     That includes Napza: open requests are cancelled, and every request's note, relayed
-    chat and requester id are dropped (`napza.erase_requester`). Registry data (the
+    chat and requester id are dropped (`napza.retention.erase_requester`). Registry data (the
     beneficiary, disbursements, ledger) stays; the audit trail keeps that an erasure
     happened. Returns the Napza requests it cancelled, for the caller to tell the
-    partner staff or admins involved.
+    partner staff or admins involved: committed first, so the erasure is durable
+    before anyone is told that the requester withdrew.
     """
-    from services.napza import requests as napza
+    from services.napza.retention import erase_requester
 
-    withdrawn = await napza.erase_requester(session, account.telegram_id, now)
+    withdrawn = await erase_requester(session, account.telegram_id, now)
     await outbox.drop_for(session, account.telegram_id, now)
     had_link = account.beneficiary_id is not None
     if had_link:  # a code shown on a lost phone must not stay usable
-        await shopping.void_codes(session, account.beneficiary_id, now)
+        await codes.void_codes(session, account.beneficiary_id, now)
     await audit.record(
         session,
         "account.erased",
@@ -114,7 +115,7 @@ async def erase(session: AsyncSession, account: Account, now: datetime) -> list[
         account.language_code = None
     else:
         await session.delete(account)
-    await session.flush()
+    await session.commit()
     return withdrawn
 
 
@@ -124,6 +125,16 @@ async def ensure_national_admins(session: AsyncSession, telegram_ids: list[int])
     for telegram_id in telegram_ids:
         added += await grant_admin(session, telegram_id, None, actor=None, source="ADMIN_IDS")
     return added
+
+
+async def admins(session: AsyncSession, limit: int) -> list[Account]:
+    """Accounts holding an admin role (any scope), in Telegram id order, at most `limit`."""
+    holders = select(AccountRole.telegram_id).where(AccountRole.role == Role.ADMIN)
+    rows = await session.scalars(
+        select(Account).where(Account.telegram_id.in_(holders)).order_by(Account.telegram_id)
+        .limit(limit)
+    )  # fmt: skip
+    return list(rows)
 
 
 async def admins_for_region(session: AsyncSession, region_code: str) -> list[Account]:

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models import Account, AccountRole, EWarong, Invite, PartnerOrganisation
 from models.enums import INVITE_ROLES, Role
 from services import accounts, audit
+from services.regions import in_scope
 
 INVITE_TTL = timedelta(hours=48)
 PAYLOAD_PREFIX = "inv_"
@@ -97,8 +98,13 @@ async def create_invite(
     *,
     created_by: int | None,
     now: datetime,
+    inviter_scope: str | None = None,
 ) -> str:
     """Create a one-time invite and return its deep-link payload (`inv_` + token).
+
+    `inviter_scope` is the inviting admin's region ("" national; None from the CLI,
+    which may invite anywhere): an admin invites agents of e-Warongs inside it, and
+    only a national admin invites partner staff (partners cover regions).
 
     `agent` invites need an existing, active e-Warong code as scope; `partner`
     invites an existing, active partner organisation code (`import partners`).
@@ -118,7 +124,11 @@ async def create_invite(
             raise InviteError(f"no e-Warong with code {scope}: import it first")
         if not ewarong.active:
             raise InviteError(f"e-Warong {scope} is inactive")
+        if inviter_scope is not None and not in_scope(inviter_scope, ewarong.village_code):
+            raise InviteError(f"e-Warong {scope} is outside the inviter's region")
     if role == Role.PARTNER:
+        if inviter_scope:
+            raise InviteError("partner staff are invited by a national admin")
         organisation = await session.get(PartnerOrganisation, scope)
         if organisation is None:
             raise InviteError(f"no partner organisation with code {scope}: import it first")

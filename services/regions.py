@@ -10,18 +10,16 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table, func, or_, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from infra.db import NUL, PROJECT_ROOT
+from infra.db import NUL, PROJECT_ROOT, dialect_insert
 from models import Region
 
 REGION_DATA_DIR = PROJECT_ROOT / "data" / "wilayah"
@@ -184,11 +182,6 @@ def read_region_files(folder: Path) -> list[dict]:
     return rows
 
 
-def dialect_insert(session: AsyncSession) -> Callable[[Table], Any]:
-    """The `insert` construct with ON CONFLICT support for the session's database."""
-    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-
-
 def upsert_statement(
     session: AsyncSession,
     table: Table,
@@ -240,6 +233,15 @@ async def region_count(session: AsyncSession) -> int:
 async def region_name(session: AsyncSession, code: str) -> str | None:
     """The name of a region by its code, or None when unknown."""
     return await session.scalar(select(Region.name).where(Region.code == code))
+
+
+async def region_names(session: AsyncSession, codes: Iterable[str]) -> dict[str, str]:
+    """Names of the known regions among `codes`, in one query."""
+    wanted = set(codes)
+    if not wanted:
+        return {}
+    rows = await session.execute(select(Region.code, Region.name).where(Region.code.in_(wanted)))
+    return {code: name for code, name in rows.all()}
 
 
 @dataclass(frozen=True)

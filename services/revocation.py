@@ -23,7 +23,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import AccountRole, EWarong, HelpRequest, PartnerOrganisation
-from models.enums import Role
+from models.enums import RequestStatus, Role
 from services import audit, invites, outbox
 from services.bpnt import ewarongs
 from services.outbox import NoticeKind
@@ -178,7 +178,7 @@ async def set_partner_active(
     if not active:
         await session.execute(
             update(HelpRequest)
-            .where(HelpRequest.partner_code == code, HelpRequest.status == "routing")
+            .where(HelpRequest.partner_code == code, HelpRequest.status == RequestStatus.ROUTING)
             # due at once, whatever the clock: the worker moves it on at its next tick
             .values(sla_due_at=func.coalesce(HelpRequest.offered_at, HelpRequest.created_at))
         )

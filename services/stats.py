@@ -10,17 +10,19 @@ from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Account, Beneficiary, Broadcast, EWarong, HelpRequest, Redemption
+from models.enums import RequestStatus
 from services.broadcasts import store as broadcasts
-from services.regions import timezone_for
+from services.regions import region_names, timezone_for
 
 # Region code lengths by level: province 32, regency 32.04, district 32.04.01, village.
 LEVEL_LENGTHS = (2, 5, 8, 13)
-OPEN_REFERRALS = ("routing", "accepted", "escalated")
+OPEN_REFERRALS = (RequestStatus.ROUTING, RequestStatus.ACCEPTED, RequestStatus.ESCALATED)
 
 
 @dataclass(frozen=True)
 class RegionLine:
     code: str
+    name: str  # the code when the region list does not know it
     linked: int
     pkh: int
     bpnt: int
@@ -28,6 +30,7 @@ class RegionLine:
 
 @dataclass(frozen=True)
 class Overview:
+    area: str | None  # the scope's region name; None for a national admin
     linked: int
     pkh: int
     bpnt: int
@@ -59,8 +62,8 @@ def start_of_day(now: datetime, scope: str) -> datetime:
 
 def overdue_condition(now: datetime) -> ColumnElement[bool]:
     """Escalated requests, and offers whose answer time has passed."""
-    return (HelpRequest.status == "escalated") | (
-        (HelpRequest.status == "routing") & (HelpRequest.sla_due_at < now)
+    return (HelpRequest.status == RequestStatus.ESCALATED) | (
+        (HelpRequest.status == RequestStatus.ROUTING) & (HelpRequest.sla_due_at < now)
     )
 
 
@@ -79,7 +82,11 @@ async def overview(session: AsyncSession, scope: str, now: datetime, top: int = 
             .order_by(func.count().desc(), region)
         )
     ).all()
-    lines = [RegionLine(code, int(n), int(p or 0), int(b or 0)) for code, n, p, b in rows]
+    names = await region_names(session, [scope, *(code for code, *_ in rows[:top])])
+    lines = [
+        RegionLine(code, names.get(code, code), int(n), int(p or 0), int(b or 0))
+        for code, n, p, b in rows
+    ]
     redemptions = (
         await session.execute(
             select(func.count(), func.coalesce(func.sum(Redemption.total), 0))
@@ -100,6 +107,7 @@ async def overview(session: AsyncSession, scope: str, now: datetime, top: int = 
         )
     ).one()
     return Overview(
+        area=(names.get(scope, scope) if scope else None),
         linked=sum(line.linked for line in lines),
         pkh=sum(line.pkh for line in lines),
         bpnt=sum(line.bpnt for line in lines),
@@ -112,15 +120,22 @@ async def overview(session: AsyncSession, scope: str, now: datetime, top: int = 
     )
 
 
+@dataclass(frozen=True)
+class PendingReferral:
+    request: HelpRequest
+    region: str  # the region's name (its code when unknown)
+    overdue: bool  # offered, and the partner's answer time has passed
+
+
 async def pending_referrals(
     session: AsyncSession, scope: str, now: datetime, limit: int = 20
-) -> list[HelpRequest]:
+) -> list[PendingReferral]:
     """Open Napza requests in the scope: escalated, then overdue, then the rest; oldest
     first within each."""
     escalated_first = case(
-        (HelpRequest.status == "escalated", 0), (overdue_condition(now), 1), else_=2
+        (HelpRequest.status == RequestStatus.ESCALATED, 0), (overdue_condition(now), 1), else_=2
     )
-    return list(
+    requests = list(
         await session.scalars(
             select(HelpRequest)
             .where(HelpRequest.status.in_(OPEN_REFERRALS), _under(HelpRequest.region_code, scope))
@@ -128,6 +143,17 @@ async def pending_referrals(
             .limit(limit)
         )
     )
+    names = await region_names(session, (request.region_code for request in requests))
+    return [
+        PendingReferral(
+            request,
+            names.get(request.region_code, request.region_code),
+            request.status == RequestStatus.ROUTING
+            and request.sla_due_at is not None
+            and request.sla_due_at < now,
+        )
+        for request in requests
+    ]
 
 
 async def open_referrals(session: AsyncSession) -> int:

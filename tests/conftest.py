@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from infra.db import create_engine, create_sessionmaker, upgrade_database
 from infra.settings import Settings
 from models import Base
+from tests.support.inprocess import InProcess, recording_bot
 
 KEPT_TABLES = {"regions", "pkh_component_rates", "alembic_version"}
 TEST_SECRET = "test-secret-key-not-for-production"
@@ -182,3 +183,21 @@ async def bot_app(
         await bot.session.close()
         await ctx.close()
         await emulator.stop()
+
+
+@pytest.fixture
+async def inprocess(
+    settings: Settings, engine: AsyncEngine, clean_redis: None
+) -> AsyncIterator[InProcess]:
+    """The fast tier: the production dispatcher fed updates in process, its Bot API calls
+    recorded and held against Telegram's published methods (tests/support/inprocess.py)."""
+    from bot.factory import create_context, create_dispatcher
+
+    settings.throttle_burst = 10_000
+    ctx = await create_context(settings)
+    bot, recording = recording_bot(BOT_TOKEN)
+    try:
+        yield InProcess(create_dispatcher(ctx), bot, recording)
+    finally:
+        await ctx.close()
+    assert recording.refused == [], "calls Telegram would refuse"

@@ -8,7 +8,8 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.identity import Hasher
-from services.imports.registry import import_beneficiaries, import_disbursements
+from services.imports.beneficiaries import import_beneficiaries
+from services.imports.disbursements import import_disbursements
 from services.registry import activation
 
 BENEFICIARIES = """\

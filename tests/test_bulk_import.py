@@ -23,17 +23,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from models import Beneficiary, BpntWallet, Disbursement, LedgerEntry, PkhComponent
 from services.identity import Hasher, normalize_phone
-from services.imports import registry as imports
-from services.imports.registry import (
-    BENEFICIARY_COLUMNS,
-    DISBURSEMENT_COLUMNS,
-    ImportReport,
-    first_undecodable_line,
-    import_beneficiaries,
-    import_disbursements,
-    keyed_digest,
-    phone_e164,
-)
+from services.imports import csvfile, staging
+from services.imports.beneficiaries import BENEFICIARY_COLUMNS, import_beneficiaries
+from services.imports.csvfile import ImportReport, first_undecodable_line
+from services.imports.disbursements import DISBURSEMENT_COLUMNS, import_disbursements
+from services.imports.rules import birth_date_matches_nik, keyed_digest, phone_e164
 from tests.conftest import TEST_SECRET
 
 HASHER = Hasher(TEST_SECRET.encode())
@@ -95,14 +89,14 @@ def errors_of(report: ImportReport) -> list[tuple[int, str | None, str]]:
 @pytest.fixture
 def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     """Batches of 1000 rows, so a few thousand rows already span several batches."""
-    monkeypatch.setattr(imports, "STAGE_BATCH", 1000)
+    monkeypatch.setattr(staging, "STAGE_BATCH", 1000)
 
 
 def test_rows_are_generated_valid_and_unique() -> None:
     rows = [family(n) for n in range(40_000)]
     assert len({row[0] for row in rows}) == len(rows)
     for row in rows[:2000]:
-        assert imports.birth_date_matches_nik(row[0], date.fromisoformat(row[2]))
+        assert birth_date_matches_nik(row[0], date.fromisoformat(row[2]))
 
 
 # --- all or nothing over several batches ------------------------------------------
@@ -214,7 +208,7 @@ async def test_a_kks_number_given_up_in_the_file_is_not_free_for_another_family(
 ) -> None:
     giver = family(1)
     assert (await import_beneficiaries(sessionmaker, people_file(tmp_path, 3), HASHER)).ok
-    monkeypatch.setattr(imports, "STAGE_BATCH", batch)
+    monkeypatch.setattr(staging, "STAGE_BATCH", batch)
     taker = family(500)
     taker[4] = giver[4]  # the KKS number the giver held when the file was made
     changed = [*giver[:4], f"52{999:014d}", *giver[5:]]
@@ -240,7 +234,7 @@ async def test_a_large_file_is_streamed_in_bounded_memory(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(imports, "STAGE_BATCH", 1000)
+    monkeypatch.setattr(staging, "STAGE_BATCH", 1000)
     rows = 60_000
     path = people_file(tmp_path, rows)
     gc.collect()
@@ -265,7 +259,7 @@ async def test_rows_are_staged_in_bulk_not_row_by_row(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(imports, "STAGE_BATCH", 2000)
+    monkeypatch.setattr(staging, "STAGE_BATCH", 2000)
     statements: list[str] = []
     copied: list[tuple[str, int]] = []
     original_copy = asyncpg.Connection.copy_records_to_table
@@ -301,8 +295,8 @@ async def test_too_many_problems_are_counted_and_the_first_kept(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(imports, "MAX_ERRORS", 10)
-    monkeypatch.setattr(imports, "STAGE_BATCH", 7)
+    monkeypatch.setattr(csvfile, "MAX_ERRORS", 10)
+    monkeypatch.setattr(staging, "STAGE_BATCH", 7)
     rows = [family(n) for n in range(30)]
     for row in rows[::2]:
         row[5] = "32.04.10"  # 15 bad village codes

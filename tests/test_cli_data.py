@@ -118,9 +118,9 @@ def test_import_regions_if_empty_skips_a_loaded_table(cli_db: dict[str, str]) ->
 def test_problems_beyond_those_kept_are_counted(
     cli_db: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from services.imports import registry as imports
+    from services.imports import csvfile
 
-    monkeypatch.setattr(imports, "MAX_ERRORS", 5)  # a report keeps the first problems only
+    monkeypatch.setattr(csvfile, "MAX_ERRORS", 5)  # a report keeps the first problems only
     people = tmp_path / "people.csv"
     people.write_text("\n".join([B_HEADER, *[RANI.replace("3273", "9973")] * 8]) + "\n")
     result = runner.invoke(app, ["import", "beneficiaries", str(people)], env=cli_db)

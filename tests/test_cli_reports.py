@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from bot.cli import app
 from infra.db import create_engine, create_sessionmaker
-from services.bpnt import shopping
-from services.bpnt.shopping import BasketLine, RedemptionDraft
+from services.bpnt import redemptions
+from services.bpnt.redemptions import BasketLine, RedemptionDraft
 from services.identity import Hasher
 from tests.conftest import TEST_SECRET, _truncate
 from tests.shopping_support import WARUNG, shopping_world
@@ -31,7 +31,7 @@ async def _two_redemptions(url: str, folder) -> None:  # type: ignore[no-untyped
                 key=key, ewarong_code=WARUNG["code"], agent_telegram_id=1,
                 beneficiary_id=ids["siti"], lines=(BasketLine(item, 1, total),),
             )  # fmt: skip
-            await shopping.confirm(session, draft, NOW)
+            await redemptions.confirm(session, draft, NOW)
     await engine.dispose()
 
 

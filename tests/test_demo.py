@@ -11,7 +11,7 @@ from models import Beneficiary, BpntWallet, Disbursement, LedgerEntry
 from sandbox.demo import FIXED_FAMILIES, demo_families, generate_demo, nik_for
 from services.bpnt import ledger as wallet
 from services.identity import Hasher, nik_problem
-from services.imports.registry import birth_date_matches_nik
+from services.imports.rules import birth_date_matches_nik
 from services.regions import RegionDirectory, region_name, zone_abbreviation
 from tests.conftest import TEST_SECRET
 

@@ -20,7 +20,7 @@ from services.bpnt.ewarongs import (
     nearest,
     set_active,
 )
-from services.imports.registry import ImportReport
+from services.imports.csvfile import ImportReport
 
 HEADER = ",".join(EWARONG_COLUMNS)
 BANDUNG, MAKASSAR, JAYAPURA = "32.73.01.1001", "73.71.01.1001", "91.71.01.1001"

@@ -64,17 +64,13 @@ from models import (
     Redemption,
     RelayMessage,
 )
+from models.enums import LedgerKind, RequestOutcome, RequestStatus
 from sandbox.client import ChatUser
 from sandbox.personas import Persona, agent_of, linked_to, national_admin, staff_of
 from services import accounts
-from services.bpnt import shopping
-from services.bpnt.ledger import CREDIT, CREDIT_REVERSAL
-from services.imports.registry import (
-    import_beneficiary_records,
-    import_disbursement_records,
-    records_from_dicts,
-)
-from services.napza import requests as napza
+from services.imports.beneficiaries import import_beneficiary_records
+from services.imports.csvfile import records_from_dicts
+from services.imports.disbursements import import_disbursement_records
 from services.napza.partners import import_partners
 from tests.conftest import KEPT_TABLES, _truncate
 from tests.registry import BUDI, SITI, activation_code_for
@@ -1121,20 +1117,28 @@ async def check_ledger(session: AsyncSession) -> None:
         ]  # fmt: skip
         assert wallet.frozen == bool(open_disputes), family_id
     assert set(by_family) <= set(wallets)
-    kinds = {CREDIT, CREDIT_REVERSAL, shopping.REDEMPTION, shopping.REDEMPTION_REVERSAL}
+    kinds = {
+        LedgerKind.CREDIT,
+        LedgerKind.CREDIT_REVERSAL,
+        LedgerKind.REDEMPTION,
+        LedgerKind.REDEMPTION_REVERSAL,
+    }
     assert {e.kind for e in entries} <= kinds
     keys = [e.idempotency_key for e in entries]
     assert len(keys) == len(set(keys))
     for redemption in redemptions:
         rows = [e for e in entries if e.redemption_id == redemption.id]
-        debits = [e for e in rows if e.kind == shopping.REDEMPTION]
-        refunds = [e for e in rows if e.kind == shopping.REDEMPTION_REVERSAL]
+        debits = [e for e in rows if e.kind == LedgerKind.REDEMPTION]
+        refunds = [e for e in rows if e.kind == LedgerKind.REDEMPTION_REVERSAL]
         assert len(debits) == 1 and debits[0].amount == -redemption.total > -(10**9)
         assert len(refunds) == (1 if redemption.reversed_at else 0)
         assert all(refund.amount == redemption.total for refund in refunds)
         assert redemption.total == sum(
             item["quantity"] * item["unit_price"] for item in redemption.items
         )
+
+
+OUTCOMES = tuple(RequestOutcome)
 
 
 async def check_referrals(session: AsyncSession) -> None:
@@ -1154,22 +1158,22 @@ async def check_referrals(session: AsyncSession) -> None:
             o.end_reason in ("accepted", "declined", "expired", "cancelled")
             for o in mine if o.ended_at
         ), where  # fmt: skip
-        if request.status == napza.ROUTING:
+        if request.status == RequestStatus.ROUTING:
             assert request.partner_code and request.sla_due_at, where
             assert [o.partner_code for o in open_] == [request.partner_code], where
-        elif request.status == napza.ACCEPTED:
+        elif request.status == RequestStatus.ACCEPTED:
             assert request.partner_code and request.accepted_by and request.accepted_at, where
             assert (request.partner_code, request.accepted_by) in staff, where
             assert not open_, where
             assert any(
                 o.partner_code == request.partner_code and o.end_reason == "accepted" for o in mine
             ), where
-        elif request.status == napza.ESCALATED:
+        elif request.status == RequestStatus.ESCALATED:
             assert request.partner_code is None and not open_, where
-        elif request.status == napza.CLOSED:
-            assert request.closed_at and request.outcome in napza.OUTCOMES and not open_, where
+        elif request.status == RequestStatus.CLOSED:
+            assert request.closed_at and request.outcome in OUTCOMES and not open_, where
         else:
-            assert request.status == napza.CANCELLED, where
+            assert request.status == RequestStatus.CANCELLED, where
             assert request.closed_at and not open_, where
         if request.id in relayed:
             assert request.accepted_at is not None, f"{where}: chat without an accepted partner"

@@ -32,9 +32,10 @@ from models import (
     RelayMessage,
 )
 from services import accounts, invites
-from services.bpnt import shopping
+from services.bpnt import redemptions, reports
 from services.bpnt.ewarongs import import_ewarongs
-from services.imports.registry import import_beneficiaries, import_disbursements
+from services.imports.beneficiaries import import_beneficiaries
+from services.imports.disbursements import import_disbursements
 from services.napza.partners import import_partners
 from tests.conftest import TEST_SECRET
 from tg.callbacks import DisputeCB
@@ -263,15 +264,15 @@ async def test_free_text_typed_in_chat_is_stored_and_relayed_literally(app, sess
     ],
 )  # fmt: skip
 def test_csv_cells_never_start_a_formula(value, expected) -> None:  # type: ignore[no-untyped-def]
-    assert shopping.csv_cell(value) == expected
+    assert reports.csv_cell(value) == expected
 
 
 @pytest.mark.parametrize("typed", ["²", "¹²³", "2 x ²", "²³ x 1000", "1e5", "Ⅻ"])
 def test_digits_that_int_refuses_are_not_amounts(typed: str) -> None:
     # str.isdigit() is true for superscripts, which int() refuses: found by the fuzzer.
-    assert shopping.parse_amount(typed) is None
-    assert shopping.parse_line("beras", typed) is None
-    assert shopping.parse_amount("５０００") == 5000  # other decimal digits still count
+    assert redemptions.parse_amount(typed) is None
+    assert redemptions.parse_line("beras", typed) is None
+    assert redemptions.parse_amount("５０００") == 5000  # other decimal digits still count
 
 
 @pytest.mark.parametrize("data", ["dsp:99999999999999999999", "dsp:0", "dsp:-1", "dsp:²"])

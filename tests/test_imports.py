@@ -15,16 +15,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from models import Beneficiary, BpntWallet, Disbursement, LedgerEntry, PkhComponent
 from services.bpnt import ledger as wallet
 from services.identity import Hasher
-from services.imports import registry as imports
-from services.imports.registry import (
+from services.imports import staging
+from services.imports.beneficiaries import (
     BENEFICIARY_COLUMNS,
-    DISBURSEMENT_COLUMNS,
-    ImportReport,
     import_beneficiaries,
     import_beneficiary_records,
+)
+from services.imports.csvfile import ImportReport, records_from_dicts
+from services.imports.disbursements import (
+    DISBURSEMENT_COLUMNS,
     import_disbursement_records,
     import_disbursements,
-    records_from_dicts,
 )
 from tests.conftest import TEST_SECRET
 
@@ -499,7 +500,7 @@ async def test_large_file_is_written_in_batches(
     session: AsyncSession,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(imports, "STAGE_BATCH", 1000)
+    monkeypatch.setattr(staging, "STAGE_BATCH", 1000)
 
     def person(n: int) -> dict[str, str]:
         return {
@@ -604,7 +605,7 @@ async def test_quoted_fields_with_commas_and_quotes(
 
 async def test_a_kks_number_belongs_to_one_family(sessionmaker, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from services.identity import Hasher
-    from services.imports.registry import import_beneficiaries
+    from services.imports.beneficiaries import import_beneficiaries
     from tests.conftest import TEST_SECRET
     from tests.registry import load_registry
 

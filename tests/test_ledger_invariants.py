@@ -24,18 +24,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from infra.db import create_engine, create_sessionmaker
 from models import Beneficiary, EWarong, LedgerEntry, Redemption
-from services.bpnt import shopping
-from services.bpnt.ledger import CREDIT, CREDIT_REVERSAL
-from services.bpnt.shopping import BasketLine, ConfirmResult, RedemptionDraft
+from models.enums import LedgerKind
+from services.bpnt import disputes, ledger, redemptions
+from services.bpnt.redemptions import BasketLine, ConfirmResult, RedemptionDraft
 from services.identity import Hasher
-from services.imports.registry import (
-    BENEFICIARY_COLUMNS,
-    DISBURSEMENT_COLUMNS,
-    import_beneficiary_records,
-    import_disbursement_records,
-    parse_csv_text,
-    records_from_dicts,
-)
+from services.imports.beneficiaries import BENEFICIARY_COLUMNS, import_beneficiary_records
+from services.imports.csvfile import parse_csv_text, records_from_dicts
+from services.imports.disbursements import DISBURSEMENT_COLUMNS, import_disbursement_records
 from tests.conftest import TEST_SECRET, _truncate
 from tests.registry import BENEFICIARIES, BUDI, DISBURSEMENTS, SITI
 from tests.shopping_support import WARUNG
@@ -197,7 +192,7 @@ async def play_step(
         family = next(name for name, id_ in ids.items() if id_ == draft.beneficiary_id)
         expected = model.confirm(draft, family)
         async with sessionmaker() as session, session.begin():
-            outcome = await shopping.confirm(session, draft, NOW)
+            outcome = await redemptions.confirm(session, draft, NOW)
         assert outcome.result is expected, (step, outcome.result, expected)
         event(f"confirm: {expected}")
         if expected is ConfirmResult.CONFIRMED:
@@ -213,7 +208,7 @@ async def play_step(
     if kind == "lock":
         _, family, locked = step
         async with sessionmaker() as session, session.begin():
-            changed = await shopping.set_family_lock(session, ids[family], locked, actor=1)
+            changed = await ledger.set_family_lock(session, ids[family], locked, actor=1)
         assert changed == (model.locked[family] != locked)
         model.locked[family] = locked
         return
@@ -222,28 +217,28 @@ async def play_step(
     target = model.redemptions[step[1] % len(model.redemptions)]
     async with sessionmaker() as session, session.begin():
         if kind == "reverse":
-            result = await shopping.reverse(
+            result = await disputes.reverse(
                 session, target.id, admin=77, reason="uji properti", now=NOW
             )
             event(f"reverse: {result}")
             if target.reversed:
-                assert result is shopping.ReversalResult.ALREADY
+                assert result is disputes.ReversalResult.ALREADY
             elif not target.open_dispute:  # only a sale under an open dispute is reversed
-                assert result is shopping.ReversalResult.NOT_DISPUTED
+                assert result is disputes.ReversalResult.NOT_DISPUTED
             else:
-                assert result is shopping.ReversalResult.REVERSED
+                assert result is disputes.ReversalResult.REVERSED
                 target.reversed, target.open_dispute = True, False
                 model.balance[target.family] += target.total
         elif kind == "dispute":
-            result = await shopping.dispute(session, target.id, ids[target.family], 5, NOW)
+            result = await disputes.dispute(session, target.id, ids[target.family], 5, NOW)
             event(f"dispute: {result}")
             if target.disputed:
-                assert result is shopping.DisputeResult.ALREADY
+                assert result is disputes.DisputeResult.ALREADY
             else:
-                assert result is shopping.DisputeResult.OPENED
+                assert result is disputes.DisputeResult.OPENED
                 target.disputed = target.open_dispute = True
         else:
-            dismissed = await shopping.dismiss_dispute(session, target.id, admin=77, now=NOW)
+            dismissed = await disputes.dismiss_dispute(session, target.id, admin=77, now=NOW)
             event(f"dismiss: {dismissed}")
             assert dismissed == target.open_dispute
             target.open_dispute = False
@@ -251,7 +246,7 @@ async def play_step(
 
 async def check(session: AsyncSession, ids: dict[str, int], model: Model) -> None:
     for family, family_id in ids.items():
-        balance, locked, frozen = await shopping.wallet_state(session, family_id)
+        balance, locked, frozen = await ledger.wallet_state(session, family_id)
         entries = list(
             await session.scalars(
                 select(LedgerEntry)
@@ -266,9 +261,7 @@ async def check(session: AsyncSession, ids: dict[str, int], model: Model) -> Non
         for entry in entries:  # every balance_after is exact, and never negative
             running += entry.amount
             assert entry.balance_after == running >= 0, entry.idempotency_key
-        assert {e.kind for e in entries} <= {
-            CREDIT, CREDIT_REVERSAL, shopping.REDEMPTION, shopping.REDEMPTION_REVERSAL,
-        }  # fmt: skip
+        assert {e.kind for e in entries} <= set(LedgerKind)
 
     repeated = await session.execute(
         select(LedgerEntry.idempotency_key).group_by(LedgerEntry.idempotency_key)
@@ -286,8 +279,8 @@ async def check(session: AsyncSession, ids: dict[str, int], model: Model) -> Non
                 .order_by(LedgerEntry.id)
             )
         )
-        debits = [e for e in rows if e.kind == shopping.REDEMPTION]
-        refunds = [e for e in rows if e.kind == shopping.REDEMPTION_REVERSAL]
+        debits = [e for e in rows if e.kind == LedgerKind.REDEMPTION]
+        refunds = [e for e in rows if e.kind == LedgerKind.REDEMPTION_REVERSAL]
         assert len(debits) == 1 and debits[0].amount == -stored.total
         assert len(refunds) <= 1 and len(debits) + len(refunds) == len(rows)
         # A reversed redemption's money is back, as a new entry.

@@ -22,10 +22,12 @@ from models import (
     RelayMessage,
 )
 from services.bpnt.ewarongs import import_ewarong_records
-from services.imports.registry import records_from_dicts
-from services.napza import requests as napza
+from services.imports.csvfile import records_from_dicts
+from services.napza import actions, common, intake, regions, relay, retention, routing
+from services.napza.actions import AcceptResult
+from services.napza.intake import RequestAnswers
 from services.napza.partners import import_partner_records
-from services.napza.requests import AcceptResult, RequestAnswers, SlaPolicy
+from services.napza.routing import SlaPolicy
 
 NOW = datetime(2025, 5, 1, 3, 0, tzinfo=UTC)
 SLA = SlaPolicy(urgent=timedelta(hours=1), normal=timedelta(hours=24))
@@ -84,11 +86,11 @@ async def add_partners(
 
 async def create(
     sessionmaker: async_sessionmaker[AsyncSession], **kwargs: object
-) -> napza.Delivery:
+) -> routing.Delivery:
     requester = int(kwargs.pop("requester", REQUESTER))  # type: ignore[call-overload]
     now = kwargs.pop("now", NOW)
     async with sessionmaker() as session, session.begin():
-        return await napza.create_request(session, requester, answers(**kwargs), SLA, now)  # type: ignore[arg-type]
+        return await intake.create_request(session, requester, answers(**kwargs), SLA, now)  # type: ignore[arg-type]
 
 
 async def stored(sessionmaker: async_sessionmaker[AsyncSession], request_id: int) -> HelpRequest:
@@ -107,16 +109,16 @@ async def partners(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
 
 
 async def test_search_regencies(session: AsyncSession) -> None:
-    found = await napza.search_regencies(session, "bandung")
+    found = await regions.search_regencies(session, "bandung")
     assert [code for code, _ in found][:2] in (["32.04", "32.73"], ["32.73", "32.04"])
     assert set(dict(found)) == {"32.04", "32.73", "32.17"}
     assert found[-1] == ("32.17", "Kabupaten Bandung Barat")
-    assert await napza.search_regencies(session, "xyz") == []
-    assert await napza.search_regencies(session, "ba") == []
-    assert dict(await napza.search_regencies(session, "  BANDUNG   barat ")) == {
+    assert await regions.search_regencies(session, "xyz") == []
+    assert await regions.search_regencies(session, "ba") == []
+    assert dict(await regions.search_regencies(session, "  BANDUNG   barat ")) == {
         "32.17": "Kabupaten Bandung Barat"
     }
-    assert await napza.search_regencies(session, "%%%") == []
+    assert await regions.search_regencies(session, "%%%") == []
 
 
 async def test_regency_near_uses_the_nearest_ewarong(
@@ -138,8 +140,8 @@ async def test_regency_near_uses_the_nearest_ewarong(
     }
     report = await import_ewarong_records(sessionmaker, records_from_dicts([row]))
     assert report.ok, report.errors
-    assert await napza.regency_near(session, -6.92, 107.62) == "32.73"
-    assert await napza.regency_near(session, -8.65, 115.22) is None  # Bali, far away
+    assert await regions.regency_near(session, -6.92, 107.62) == "32.73"
+    assert await regions.regency_near(session, -8.65, 115.22) is None  # Bali, far away
 
 
 # --- creating and routing ----------------------------------------------------------
@@ -153,7 +155,7 @@ async def test_create_routes_to_the_most_specific_staffed_partner(
     assert delivery.partner is not None and delivery.partner.code == "REG"
     assert delivery.staff == [101, 102]
     assert delivery.admins == [] and delivery.requester is None
-    assert napza.TICKET_RE.match(request.ticket)
+    assert common.TICKET_RE.match(request.ticket)
     assert request.status == "routing" and request.partner_code == "REG"
     assert request.consent_at == NOW and request.sla_due_at == NOW + timedelta(hours=1)
     normal = await create(sessionmaker, urgent=False)
@@ -173,9 +175,9 @@ async def test_invalid_answers_are_refused(
     ]
     for item in bad:
         with pytest.raises(ValueError):
-            await napza.create_request(session, REQUESTER, item, SLA, NOW)
+            await intake.create_request(session, REQUESTER, item, SLA, NOW)
     with pytest.raises(ValueError):
-        await napza.create_request(session, REQUESTER, answers(), SLA, NOW.replace(tzinfo=None))
+        await intake.create_request(session, REQUESTER, answers(), SLA, NOW.replace(tzinfo=None))
 
 
 async def test_no_partner_escalates_to_the_regions_admins(
@@ -197,14 +199,14 @@ async def test_routing_prefers_the_least_loaded_among_equals(
     third = await create(sessionmaker, region="32.04")
     assert [d.partner.code for d in (first, second, third) if d.partner] == ["A", "B", "C"]
     async with sessionmaker() as session:
-        assert await napza.open_count_by_partner(session) == {"A": 1, "B": 1, "C": 1}
+        assert await routing.open_count_by_partner(session) == {"A": 1, "B": 1, "C": 1}
 
 
 async def test_inactive_partners_are_not_offered(
     sessionmaker: async_sessionmaker[AsyncSession], partners: None
 ) -> None:
     async with sessionmaker() as session, session.begin():
-        organisation = await napza.partner(session, "REG")
+        organisation = await common.partner(session, "REG")
         assert organisation is not None
         organisation.active = False
     delivery = await create(sessionmaker)
@@ -214,9 +216,9 @@ async def test_inactive_partners_are_not_offered(
 # --- accept ------------------------------------------------------------------------
 
 
-async def _accept(sessionmaker, request_id: int, partner: str, staff: int) -> napza.AcceptOutcome:  # type: ignore[no-untyped-def]
+async def _accept(sessionmaker, request_id: int, partner: str, staff: int) -> actions.AcceptOutcome:  # type: ignore[no-untyped-def]
     async with sessionmaker() as session, session.begin():
-        return await napza.accept(session, request_id, partner, staff, NOW)
+        return await actions.accept(session, request_id, partner, staff, NOW)
 
 
 async def test_exactly_one_staff_member_wins_the_accept_race(
@@ -262,7 +264,7 @@ async def test_accepting_a_cancelled_request_says_closed(
 ) -> None:
     request = (await create(sessionmaker)).request
     async with sessionmaker() as session, session.begin():
-        assert await napza.cancel(session, request.ticket, REQUESTER, NOW) is not None
+        assert await actions.cancel(session, request.ticket, REQUESTER, NOW) is not None
     assert (await _accept(sessionmaker, request.id, "REG", 101)).result is AcceptResult.CLOSED
 
 
@@ -271,7 +273,7 @@ async def test_accepting_a_cancelled_request_says_closed(
 
 async def _decline(sessionmaker, request_id: int, partner: str, staff: int):  # type: ignore[no-untyped-def]
     async with sessionmaker() as session, session.begin():
-        return await napza.decline(session, request_id, partner, staff, SLA, NOW)
+        return await actions.decline(session, request_id, partner, staff, SLA, NOW)
 
 
 async def test_decline_moves_to_the_next_partner_then_escalates(
@@ -279,8 +281,8 @@ async def test_decline_moves_to_the_next_partner_then_escalates(
 ) -> None:
     request = (await create(sessionmaker)).request
     async with sessionmaker() as session, session.begin():
-        await napza.record_notice(session, request.id, 101, 77)
-        await napza.record_notice(session, request.id, 102, 78)
+        await routing.record_notice(session, request.id, 101, 77)
+        await routing.record_notice(session, request.id, 102, 78)
     assert await _decline(sessionmaker, request.id, "PROV", 201) is None  # not offered to PROV
     step = await _decline(sessionmaker, request.id, "REG", 102)
     assert step is not None and step.partner is not None and step.partner.code == "PROV"
@@ -301,7 +303,7 @@ async def test_decline_moves_to_the_next_partner_then_escalates(
             ("PROV", "declined"),
             ("NAT", "declined"),
         ]
-        assert await napza.notices(session, request.id, "REG") == [(101, 77), (102, 78)]
+        assert await routing.notices(session, request.id, "REG") == [(101, 77), (102, 78)]
 
 
 async def test_sla_expiry_reroutes_and_escalates_once(
@@ -311,9 +313,9 @@ async def test_sla_expiry_reroutes_and_escalates_once(
 ) -> None:
     request = (await create(sessionmaker, urgent=True)).request
 
-    async def expire(now: datetime) -> list[napza.Delivery]:
+    async def expire(now: datetime) -> list[routing.Delivery]:
         async with sessionmaker() as session, session.begin():
-            return await napza.expire_due(session, SLA, now)
+            return await routing.expire_due(session, SLA, now)
 
     assert await expire(NOW + timedelta(minutes=59)) == []
     later = NOW + timedelta(hours=1)
@@ -345,10 +347,10 @@ async def test_expiry_and_decline_race_moves_once(
 ) -> None:
     request = (await create(sessionmaker)).request
     async with sessionmaker() as session, session.begin():
-        assert await napza.decline(session, request.id, "REG", 101, SLA, NOW) is not None
+        assert await actions.decline(session, request.id, "REG", 101, SLA, NOW) is not None
         # The worker read the old state before the decline; its guarded move must fail.
         assert (
-            await napza._move_on(
+            await routing.move_on(
                 session, request.id, "REG", NOW + timedelta(hours=24), "expired", SLA, NOW, None
             )
             is None
@@ -364,15 +366,15 @@ async def test_requester_sees_and_cancels_only_their_own(
 ) -> None:
     request = (await create(sessionmaker)).request
     async with sessionmaker() as session, session.begin():
-        assert await napza.request_for_requester(session, request.ticket, 4242) is None
-        found = await napza.request_for_requester(session, request.ticket.lower(), REQUESTER)
+        assert await actions.request_for_requester(session, request.ticket, 4242) is None
+        found = await actions.request_for_requester(session, request.ticket.lower(), REQUESTER)
         assert found is not None and found.id == request.id
-        assert [r.id for r in await napza.requests_of(session, REQUESTER)] == [request.id]
-        assert await napza.cancel(session, request.ticket, 4242, NOW) is None
-        cancelled = await napza.cancel(session, request.ticket, REQUESTER, NOW)
+        assert [r.id for r in await actions.requests_of(session, REQUESTER)] == [request.id]
+        assert await actions.cancel(session, request.ticket, 4242, NOW) is None
+        cancelled = await actions.cancel(session, request.ticket, REQUESTER, NOW)
         assert cancelled is not None and cancelled.status == "cancelled"
         assert cancelled.partner_code == "REG" and cancelled.closed_at == NOW
-        assert await napza.cancel(session, request.ticket, REQUESTER, NOW) is None
+        assert await actions.cancel(session, request.ticket, REQUESTER, NOW) is None
         offer = await session.scalar(select(HelpRequestOffer))
         assert offer is not None and offer.end_reason == "cancelled"
 
@@ -385,32 +387,32 @@ async def test_relay_and_close(
 ) -> None:
     request = (await create(sessionmaker)).request
     async with sessionmaker() as session, session.begin():
-        assert await napza.add_relay(session, request.id, "requester", "halo", NOW) is None
+        assert await relay.add_relay(session, request.id, "requester", "halo", NOW) is None
     assert (await _accept(sessionmaker, request.id, "REG", 102)).result is AcceptResult.ACCEPTED
     async with sessionmaker() as session, session.begin():
-        assert await napza.add_relay(session, request.id, "requester", "halo", NOW) == 102
-        assert await napza.add_relay(session, request.id, "partner", "selamat siang", NOW) is None
+        assert await relay.add_relay(session, request.id, "requester", "halo", NOW) == 102
+        assert await relay.add_relay(session, request.id, "partner", "selamat siang", NOW) is None
         assert (
-            await napza.add_relay(
+            await relay.add_relay(
                 session, request.id, "partner", "selamat siang", NOW, staff_id=101
             )
             == REQUESTER
         )  # any current staff member of the owning partner may write
-        assert await napza.add_relay(session, request.id, "partner", "x", NOW, 999) is None
+        assert await relay.add_relay(session, request.id, "partner", "x", NOW, 999) is None
         with pytest.raises(ValueError):
-            await napza.add_relay(session, request.id, "partner", "x" * 2001, NOW)
+            await relay.add_relay(session, request.id, "partner", "x" * 2001, NOW)
         with pytest.raises(ValueError):
-            await napza.add_relay(session, request.id, "admin", "x", NOW)
-        active = await napza.active_request_of(session, REQUESTER)
+            await relay.add_relay(session, request.id, "admin", "x", NOW)
+        active = await relay.active_request_of(session, REQUESTER)
         assert active is not None and active.id == request.id
         with pytest.raises(ValueError):
-            await napza.close(session, request.id, "REG", 101, "sembuh", NOW)
-        assert await napza.close(session, request.id, "PROV", 201, "selesai", NOW) is None
-        closed = await napza.close(session, request.id, "REG", 101, "dirujuk", NOW)
+            await actions.close(session, request.id, "REG", 101, "sembuh", NOW)
+        assert await actions.close(session, request.id, "PROV", 201, "selesai", NOW) is None
+        closed = await actions.close(session, request.id, "REG", 101, "dirujuk", NOW)
         assert closed is not None and closed.status == "closed" and closed.outcome == "dirujuk"
-        assert await napza.close(session, request.id, "REG", 101, "dirujuk", NOW) is None
-        assert await napza.add_relay(session, request.id, "partner", "lagi", NOW) is None
-        assert len(await napza.relay_transcript(session, request.id)) == 2
+        assert await actions.close(session, request.id, "REG", 101, "dirujuk", NOW) is None
+        assert await relay.add_relay(session, request.id, "partner", "lagi", NOW) is None
+        assert len(await relay.relay_transcript(session, request.id)) == 2
 
 
 # --- visibility --------------------------------------------------------------------
@@ -421,17 +423,15 @@ async def test_only_the_routed_partner_and_regional_admins_see_a_request(
 ) -> None:
     request = (await create(sessionmaker)).request
     async with sessionmaker() as session, session.begin():
-        seen = await napza.request_for_partner(session, request.id, "REG", 101, NOW)
+        seen = await actions.request_for_partner(session, request.id, "REG", 101, NOW)
         assert seen is not None and seen.note == NOTE
-        assert await napza.request_for_partner(session, request.id, "PROV", 201, NOW) is None
-        assert await napza.request_for_partner(session, request.id, "REG", 201, NOW) is None
-        assert await napza.request_for_admin(session, request.id, ADMIN_JABAR, NOW) is not None
-        assert await napza.request_for_admin(session, request.id, ADMIN_JATIM, NOW) is None
+        assert await actions.request_for_partner(session, request.id, "PROV", 201, NOW) is None
+        assert await actions.request_for_partner(session, request.id, "REG", 201, NOW) is None
+        assert await actions.request_for_admin(session, request.id, ADMIN_JABAR, NOW) is not None
+        assert await actions.request_for_admin(session, request.id, ADMIN_JATIM, NOW) is None
     async with sessionmaker() as session:
-        actions = [
-            e.action for e in await session.scalars(select(AuditEvent).order_by(AuditEvent.id))
-        ]
-    assert actions.count("napza.viewed") == 2 and actions.count("napza.view_refused") == 3
+        done = [e.action for e in await session.scalars(select(AuditEvent).order_by(AuditEvent.id))]
+    assert done.count("napza.viewed") == 2 and done.count("napza.view_refused") == 3
 
 
 # --- purge and privacy -------------------------------------------------------------
@@ -446,15 +446,15 @@ async def test_purge_after_retention_only(
     request = (await create(sessionmaker)).request
     await _accept(sessionmaker, request.id, "REG", 101)
     async with sessionmaker() as session, session.begin():
-        await napza.add_relay(session, request.id, "requester", "rahasia", NOW)
-        await napza.close(session, request.id, "REG", 101, "selesai", NOW)
-    retention = timedelta(days=90)
+        await relay.add_relay(session, request.id, "requester", "rahasia", NOW)
+        await actions.close(session, request.id, "REG", 101, "selesai", NOW)
+    period = timedelta(days=90)
     async with sessionmaker() as session, session.begin():
-        assert await napza.purge(session, NOW + timedelta(days=89), retention) == 0
+        assert await retention.purge(session, NOW + timedelta(days=89), period) == 0
     assert (await stored(sessionmaker, request.id)).note == NOTE
     async with sessionmaker() as session, session.begin():
-        assert await napza.purge(session, NOW + timedelta(days=90), retention) == 1
-        assert await napza.purge(session, NOW + timedelta(days=91), retention) == 0
+        assert await retention.purge(session, NOW + timedelta(days=90), period) == 1
+        assert await retention.purge(session, NOW + timedelta(days=91), period) == 0
     purged = await stored(sessionmaker, request.id)
     assert purged.note is None and purged.purged_at == NOW + timedelta(days=90)
     assert purged.outcome == "selesai"
@@ -470,10 +470,10 @@ async def test_audit_never_holds_the_note_or_relayed_text(
     await _decline(sessionmaker, request.id, "REG", 101)
     await _accept(sessionmaker, request.id, "PROV", 201)
     async with sessionmaker() as session, session.begin():
-        await napza.request_for_partner(session, request.id, "PROV", 201, NOW)
-        await napza.add_relay(session, request.id, "requester", "pesan rahasia-456", NOW)
-        await napza.close(session, request.id, "PROV", 201, "selesai", NOW)
-        await napza.purge(session, NOW + timedelta(days=100), timedelta(days=90))
+        await actions.request_for_partner(session, request.id, "PROV", 201, NOW)
+        await relay.add_relay(session, request.id, "requester", "pesan rahasia-456", NOW)
+        await actions.close(session, request.id, "PROV", 201, "selesai", NOW)
+        await retention.purge(session, NOW + timedelta(days=100), timedelta(days=90))
     async with sessionmaker() as session:
         events = (await session.scalars(select(AuditEvent))).all()
     dumped = json.dumps([[e.action, e.subject_id, e.details] for e in events])

@@ -31,10 +31,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from infra.db import create_engine, create_sessionmaker
 from models import Beneficiary, BpntWallet, EWarong, LedgerEntry, Redemption, ShoppingCode
-from services.bpnt import shopping
-from services.bpnt.shopping import BasketLine, ConfirmOutcome, ConfirmResult, RedemptionDraft
+from models.enums import LedgerKind
+from services.bpnt import codes, counter, ledger
+from services.bpnt.redemptions import (
+    BasketLine,
+    ConfirmOutcome,
+    ConfirmResult,
+    RedemptionDraft,
+    confirm,
+)
 from services.identity import Hasher
-from services.imports.registry import import_disbursement_records, records_from_dicts
+from services.imports.csvfile import records_from_dicts
+from services.imports.disbursements import import_disbursement_records
 from tests.conftest import TEST_SECRET
 from tests.registry import BUDI
 from tests.shopping_support import OTHER_WARUNG, shopping_world
@@ -95,7 +103,7 @@ async def family_with_a_million(sessionmaker: async_sessionmaker[AsyncSession], 
     assert report.ok, report.errors
     assert (report.inserted, report.updated) == (4, 1)  # 2026-05 moved from diproses
     async with sessionmaker() as session:
-        assert (await shopping.wallet_state(session, world["budi"]))[0] == CREDITS
+        assert (await ledger.wallet_state(session, world["budi"]))[0] == CREDITS
     return world["budi"]
 
 
@@ -105,9 +113,9 @@ async def prepare_race(sessionmaker: async_sessionmaker[AsyncSession], family: i
     async with sessionmaker() as session, session.begin():
         # The first code the real way: issued to the family, looked up at the counter.
         budi = await session.get(Beneficiary, family)
-        issued = await shopping.issue_code(session, budi, HASHER, NOW)
+        issued = await codes.issue_code(session, budi, HASHER, NOW)
         ewarong = await session.get(EWarong, OTHER_WARUNG["code"])
-        found = await shopping.find_by_code(session, issued.code, HASHER, NOW, ewarong)
+        found = await counter.find_by_code(session, issued.code, HASHER, NOW, ewarong)
         assert found.shopping_code_id is not None
         code_ids.append(found.shopping_code_id)
         # The bot keeps one active code per family; more rows stand in for further visits,
@@ -117,7 +125,7 @@ async def prepare_race(sessionmaker: async_sessionmaker[AsyncSession], family: i
                 beneficiary_id=family,
                 code_hash=HASHER.digest("shopping-code", f"race-{n}"),
                 created_at=NOW,
-                expires_at=NOW + shopping.CODE_TTL,
+                expires_at=NOW + codes.CODE_TTL,
             )
             for n in range(1, CODE_GROUPS)
         ]
@@ -156,7 +164,7 @@ async def confirm_each_in_its_own_transaction(
 
     async def one(draft: RedemptionDraft) -> ConfirmOutcome:
         async with sessionmaker() as session, session.begin():
-            return await shopping.confirm(session, draft, NOW)
+            return await confirm(session, draft, NOW)
 
     return await asyncio.gather(*(one(d) for d in drafts), return_exceptions=True)
 
@@ -201,7 +209,7 @@ async def check_race(
     entries = {
         e.redemption_id: e
         for e in await session.scalars(
-            select(LedgerEntry).where(LedgerEntry.kind == shopping.REDEMPTION)
+            select(LedgerEntry).where(LedgerEntry.kind == LedgerKind.REDEMPTION)
         )
     }
     assert len(entries) == len(redemptions)

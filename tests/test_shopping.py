@@ -8,8 +8,9 @@ import pytest
 from sqlalchemy import func, select
 
 from models import Beneficiary, BpntWallet, EWarong, LedgerEntry, Redemption
-from services.bpnt import shopping
-from services.bpnt.shopping import BasketLine, ConfirmResult, LookupResult, RedemptionDraft
+from services.bpnt import codes, counter, disputes, ledger, redemptions, reports
+from services.bpnt.counter import LookupResult
+from services.bpnt.redemptions import BasketLine, ConfirmResult, RedemptionDraft
 from services.identity import Hasher
 from tests.conftest import TEST_SECRET
 from tests.shopping_support import WARUNG, shopping_world
@@ -40,98 +41,98 @@ def draft(
 
 async def test_code_finds_the_family_once_and_a_new_code_voids_the_old(session, world):
     siti = await session.get(Beneficiary, world["siti"])
-    first = await shopping.issue_code(session, siti, HASHER, NOW)
-    second = await shopping.issue_code(session, siti, HASHER, NOW)
+    first = await codes.issue_code(session, siti, HASHER, NOW)
+    second = await codes.issue_code(session, siti, HASHER, NOW)
     assert first.code != second.code or first.code is not None
     assert (
-        await shopping.find_by_code(session, first.code, HASHER, NOW, await warung(session))
+        await counter.find_by_code(session, first.code, HASHER, NOW, await warung(session))
     ).result in (
         LookupResult.INVALID,
         LookupResult.FOUND,  # the same 12 digits drawn twice: the new code
     )
-    found = await shopping.find_by_code(session, second.code, HASHER, NOW, await warung(session))
+    found = await counter.find_by_code(session, second.code, HASHER, NOW, await warung(session))
     assert found.result is LookupResult.FOUND
     assert found.masked_name == "Siti A***" and found.balance == 400_000
-    later = NOW + shopping.CODE_TTL + timedelta(seconds=1)
+    later = NOW + codes.CODE_TTL + timedelta(seconds=1)
     assert (
-        await shopping.find_by_code(session, second.code, HASHER, later, await warung(session))
+        await counter.find_by_code(session, second.code, HASHER, later, await warung(session))
     ).result is (LookupResult.INVALID)
 
 
 async def test_confirm_debits_once_per_key_and_consumes_the_code(session, world):
     siti = await session.get(Beneficiary, world["siti"])
-    issued = await shopping.issue_code(session, siti, HASHER, NOW)
-    found = await shopping.find_by_code(session, issued.code, HASHER, NOW, await warung(session))
-    outcome = await shopping.confirm(
+    issued = await codes.issue_code(session, siti, HASHER, NOW)
+    found = await counter.find_by_code(session, issued.code, HASHER, NOW, await warung(session))
+    outcome = await redemptions.confirm(
         session, draft(siti.id, 150_000, code_id=found.shopping_code_id), NOW
     )
     assert outcome.result is ConfirmResult.CONFIRMED
     assert outcome.redemption.balance_after == 250_000
-    again = await shopping.confirm(
+    again = await redemptions.confirm(
         session, draft(siti.id, 150_000, code_id=found.shopping_code_id), NOW
     )
     assert again.result is ConfirmResult.ALREADY_CONFIRMED
-    other_agent = await shopping.confirm(
+    other_agent = await redemptions.confirm(
         session, draft(siti.id, 150_000, key="k2", code_id=found.shopping_code_id), NOW
     )
     assert other_agent.result is ConfirmResult.ALREADY_CONFIRMED
-    assert (await shopping.wallet_state(session, siti.id))[0] == 250_000
+    assert (await ledger.wallet_state(session, siti.id))[0] == 250_000
     assert (
-        await shopping.find_by_code(session, issued.code, HASHER, NOW, await warung(session))
+        await counter.find_by_code(session, issued.code, HASHER, NOW, await warung(session))
     ).result is (LookupResult.INVALID)
 
 
 async def test_confirm_cannot_overdraw(session, world):
-    outcome = await shopping.confirm(session, draft(world["siti"], 400_001), NOW)
+    outcome = await redemptions.confirm(session, draft(world["siti"], 400_001), NOW)
     assert outcome.result is ConfirmResult.INSUFFICIENT
-    assert (await shopping.wallet_state(session, world["siti"]))[0] == 400_000
+    assert (await ledger.wallet_state(session, world["siti"]))[0] == 400_000
     assert await session.scalar(select(func.count()).select_from(Redemption)) == 0
 
 
 async def test_locked_family_gets_nothing_through(session, world):
     siti = await session.get(Beneficiary, world["siti"])
-    await shopping.set_family_lock(session, siti.id, True, actor=1)
-    assert (await shopping.issue_code(session, siti, HASHER, NOW)).result is (
-        shopping.CodeResult.NOT_PROCESSABLE
+    await ledger.set_family_lock(session, siti.id, True, actor=1)
+    assert (await codes.issue_code(session, siti, HASHER, NOW)).result is (
+        codes.CodeResult.NOT_PROCESSABLE
     )
-    by_card = await shopping.find_by_kks(
+    by_card = await counter.find_by_kks(
         session, HASHER.kks("5264221234567890"), "0003", await warung(session), agent=9001,
         now=NOW, monthly_cap=2,
     )  # fmt: skip
     assert by_card.result is LookupResult.NOT_PROCESSABLE
-    assert (await shopping.confirm(session, draft(siti.id, 1000), NOW)).result is (
+    assert (await redemptions.confirm(session, draft(siti.id, 1000), NOW)).result is (
         ConfirmResult.NOT_PROCESSABLE
     )
-    await shopping.set_family_lock(session, siti.id, False, actor=1)
-    assert (await shopping.confirm(session, draft(siti.id, 1000), NOW)).result is (
+    await ledger.set_family_lock(session, siti.id, False, actor=1)
+    assert (await redemptions.confirm(session, draft(siti.id, 1000), NOW)).result is (
         ConfirmResult.CONFIRMED
     )
 
 
 async def test_dispute_freezes_then_reversal_refunds_as_a_new_entry(session, world):
     siti = world["siti"]
-    redemption = (await shopping.confirm(session, draft(siti, 100_000), NOW)).redemption
-    assert await shopping.dispute(session, redemption.id, world["budi"], 5, NOW) is (
-        shopping.DisputeResult.NOT_YOURS
+    redemption = (await redemptions.confirm(session, draft(siti, 100_000), NOW)).redemption
+    assert await disputes.dispute(session, redemption.id, world["budi"], 5, NOW) is (
+        disputes.DisputeResult.NOT_YOURS
     )
-    assert await shopping.dispute(session, redemption.id, siti, 5, NOW) is (
-        shopping.DisputeResult.OPENED
+    assert await disputes.dispute(session, redemption.id, siti, 5, NOW) is (
+        disputes.DisputeResult.OPENED
     )
-    assert (await shopping.wallet_state(session, siti))[2] is True
-    assert (await shopping.confirm(session, draft(siti, 1000, key="k9"), NOW)).result is (
+    assert (await ledger.wallet_state(session, siti))[2] is True
+    assert (await redemptions.confirm(session, draft(siti, 1000, key="k9"), NOW)).result is (
         ConfirmResult.NOT_PROCESSABLE
     )
-    assert await shopping.reverse(session, redemption.id, admin=77, reason=" ", now=NOW) is (
-        shopping.ReversalResult.NO_REASON
+    assert await disputes.reverse(session, redemption.id, admin=77, reason=" ", now=NOW) is (
+        disputes.ReversalResult.NO_REASON
     )
-    result = await shopping.reverse(
+    result = await disputes.reverse(
         session, redemption.id, admin=77, reason="kartu hilang", now=NOW
     )
-    assert result is shopping.ReversalResult.REVERSED
-    assert await shopping.reverse(session, redemption.id, admin=77, reason="x", now=NOW) is (
-        shopping.ReversalResult.ALREADY
+    assert result is disputes.ReversalResult.REVERSED
+    assert await disputes.reverse(session, redemption.id, admin=77, reason="x", now=NOW) is (
+        disputes.ReversalResult.ALREADY
     )
-    balance, _, frozen = await shopping.wallet_state(session, siti)
+    balance, _, frozen = await ledger.wallet_state(session, siti)
     assert balance == 400_000 and frozen is False
     kinds = [e.kind for e in await session.scalars(select(LedgerEntry).order_by(LedgerEntry.id))]
     assert kinds[-2:] == ["redemption", "redemption_reversal"]
@@ -154,14 +155,14 @@ async def test_dispute_freezes_then_reversal_refunds_as_a_new_entry(session, wor
     ],
 )
 def test_agents_type_amounts_the_way_they_say_them(typed, line):
-    assert shopping.parse_line("telur", typed) == line
+    assert redemptions.parse_line("telur", typed) == line
 
 
 def test_csv_cells_never_start_a_formula():
-    assert shopping.csv_cell("=HYPERLINK(1)") == "'=HYPERLINK(1)"
-    assert shopping.csv_cell("+62") == "'+62"
-    assert shopping.csv_cell("@x") == "'@x"
-    assert shopping.csv_cell("Warung") == "Warung"
+    assert reports.csv_cell("=HYPERLINK(1)") == "'=HYPERLINK(1)"
+    assert reports.csv_cell("+62") == "'+62"
+    assert reports.csv_cell("@x") == "'@x"
+    assert reports.csv_cell("Warung") == "Warung"
 
 
 async def test_wallet_never_negative_in_the_database(session, world):
@@ -172,20 +173,20 @@ async def test_wallet_never_negative_in_the_database(session, world):
 async def test_a_rolled_back_confirmation_leaves_no_trace(sessionmaker, world):
     async with sessionmaker() as session:
         async with session.begin():
-            outcome = await shopping.confirm(session, draft(world["siti"], 1_000, key="rb"), NOW)
+            outcome = await redemptions.confirm(session, draft(world["siti"], 1_000, key="rb"), NOW)
             assert outcome.result is ConfirmResult.CONFIRMED
             await session.rollback()  # the handler failed after confirming
     async with sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(Redemption)) == 0
-        assert (await shopping.wallet_state(session, world["siti"]))[0] == 400_000
+        assert (await ledger.wallet_state(session, world["siti"]))[0] == 400_000
 
 
 async def test_a_reversed_transaction_cannot_be_disputed_into_a_freeze(session, world):
     siti = world["siti"]
-    redemption = (await shopping.confirm(session, draft(siti, 5_000), NOW)).redemption
-    await shopping.dispute(session, redemption.id, siti, 5, NOW)
-    await shopping.reverse(session, redemption.id, admin=1, reason="salah input", now=NOW)
-    assert await shopping.dispute(session, redemption.id, siti, 5, NOW) is (
-        shopping.DisputeResult.ALREADY
+    redemption = (await redemptions.confirm(session, draft(siti, 5_000), NOW)).redemption
+    await disputes.dispute(session, redemption.id, siti, 5, NOW)
+    await disputes.reverse(session, redemption.id, admin=1, reason="salah input", now=NOW)
+    assert await disputes.dispute(session, redemption.id, siti, 5, NOW) is (
+        disputes.DisputeResult.ALREADY
     )
-    assert (await shopping.wallet_state(session, siti))[2] is False
+    assert (await ledger.wallet_state(session, siti))[2] is False

@@ -58,7 +58,7 @@ async def test_two_hundred_fifty_users_at_once_all_get_the_menu(
 
 
 async def test_local_locks_serialize_one_name_and_forget_it_afterwards() -> None:
-    from infra.kv import LocalLocks
+    from tg.fsm import LocalLocks
 
     locks = LocalLocks()
     order: list[int] = []

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.worker import run_worker, worker_tick
 from infra.settings import Settings
 from models import HelpRequest
-from services.napza import requests as napza
+from services.napza import actions, routing
 from tests.test_napza_service import NOTE, NOW, REQUESTER, add_partners, create
 
 
@@ -27,7 +27,7 @@ async def test_worker_tick_expires_and_purges(
     urgent = (await create(sessionmaker, urgent=True)).request
     done = (await create(sessionmaker)).request
     async with sessionmaker() as session, session.begin():
-        await napza.cancel(session, done.ticket, REQUESTER, NOW)
+        await actions.cancel(session, done.ticket, REQUESTER, NOW)
     ctx = Ctx(sessionmaker, settings)
     assert await worker_tick(ctx, NOW + timedelta(minutes=30)) == []
     deliveries = await worker_tick(ctx, NOW + timedelta(minutes=60))
@@ -53,7 +53,7 @@ async def test_run_worker_notifies_survives_errors_and_stops(
     seen: list[int] = []
     stop = asyncio.Event()
 
-    async def notify(delivery: napza.Delivery) -> None:
+    async def notify(delivery: routing.Delivery) -> None:
         seen.append(delivery.request.id)
         if len(seen) == 1:
             raise RuntimeError("Telegram is down")  # must not kill the worker
@@ -88,7 +88,7 @@ async def test_run_worker_backs_off_when_a_tick_fails(
             stop.set()
         return NOW.replace(tzinfo=None)  # naive: every tick raises ValueError
 
-    async def notify(delivery: napza.Delivery) -> None:  # pragma: no cover
+    async def notify(delivery: routing.Delivery) -> None:  # pragma: no cover
         raise AssertionError("nothing to notify")
 
     await asyncio.wait_for(run_worker(sessionmaker, notify, settings, clock, stop), 10)
@@ -101,7 +101,7 @@ async def test_run_worker_returns_at_once_when_stopped(
     settings.worker_interval_seconds = 3600
     stop = asyncio.Event()
 
-    async def notify(delivery: napza.Delivery) -> None:  # pragma: no cover
+    async def notify(delivery: routing.Delivery) -> None:  # pragma: no cover
         pass
 
     task = asyncio.create_task(run_worker(sessionmaker, notify, settings, lambda: NOW, stop))

@@ -19,6 +19,8 @@ from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import gettext as _
 from pydantic import Field
 
+from models.enums import RequestOutcome
+
 # A row id in callback data: a forged 0, negative or beyond-BIGINT id is no button the bot
 # made; it fails the filter ("no longer valid") instead of reaching a query that the
 # database driver refuses (SQLite: OverflowError, PostgreSQL: out of range).
@@ -111,8 +113,15 @@ class AdminDisputeCB(CallbackData, prefix="adsp"):
 
 
 class NapzaCB(CallbackData, prefix="npz"):
+    """An answer in the Napza questionnaire. What `value` may be depends on the step (a
+    `ForWhom`, `AgeGroup`, `HelpType`, region code, "true"/"false", `NOTE_SKIP`, an
+    `Answer`): each step's handler filter checks it, so a forged value is still stale."""
+
     step: NapzaStep
     value: str = ""
+
+
+NOTE_SKIP = "skip"  # the NapzaCB value of the note step's Skip button
 
 
 class PartnerCB(CallbackData, prefix="prt"):
@@ -122,12 +131,12 @@ class PartnerCB(CallbackData, prefix="prt"):
 
 class OutcomeCB(CallbackData, prefix="out"):
     request: RowId
-    outcome: str
+    outcome: RequestOutcome  # handlers also require one of `CHOSEN_OUTCOMES`
 
 
 class AdminOutcomeCB(CallbackData, prefix="aout"):
     request: RowId
-    outcome: str
+    outcome: RequestOutcome  # handlers also require one of `CHOSEN_OUTCOMES`
 
 
 class RelayCB(CallbackData, prefix="rly"):
@@ -167,7 +176,7 @@ def add_stale_handler(router: Router, *callbacks: type[CallbackData]) -> None:
     (`raise SkipHandler()`). Call it after every other callback handler."""
     prefixes = {callback.__prefix__ for callback in callbacks}
     router.callback_query.register(
-        answer_stale, F.data.func(lambda data: data.split(":", 1)[0] in prefixes)
+        answer_stale, F.data.func(lambda data: (data or "").split(":", 1)[0] in prefixes)
     )
 
 

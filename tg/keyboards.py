@@ -13,11 +13,13 @@ from aiogram.types import (
 from aiogram.utils.i18n import gettext as _
 
 from models import Account
-from models.enums import Role
+from models.enums import CHOSEN_OUTCOMES, BroadcastStatus, RelaySender, Role
 from services.accounts import role_scope
 from tg import texts
 from tg.callbacks import (
+    NOTE_SKIP,
     AdminDisputeCB,
+    AdminOutcomeCB,
     Answer,
     AttestCB,
     BasketAction,
@@ -32,6 +34,12 @@ from tg.callbacks import (
     LanguageCB,
     LockCB,
     NapzaCB,
+    NapzaStep,
+    OutcomeCB,
+    PartnerAction,
+    PartnerCB,
+    RelayCB,
+    TicketCB,
 )
 
 
@@ -47,9 +55,9 @@ def compose_choices(step: str, options: dict[str, Any], columns: int = 1) -> Inl
 
 def broadcast_controls(broadcast_id: int, status: str) -> InlineKeyboardMarkup | None:
     """Pause/resume and cancel while a broadcast is not finished."""
-    if status in ("scheduled", "running"):
+    if status in (BroadcastStatus.SCHEDULED, BroadcastStatus.RUNNING):
         first = (_("Pause"), BroadcastAction.PAUSE)
-    elif status == "paused":
+    elif status == BroadcastStatus.PAUSED:
         first = (_("Resume"), BroadcastAction.RESUME)
     else:
         return None
@@ -281,5 +289,81 @@ def erase_confirm(token: str) -> InlineKeyboardMarkup:
                     callback_data=EraseCB(action=Answer.NO, token=token).pack(),
                 ),
             ]
+        ]
+    )
+
+
+# --- Napza -------------------------------------------------------------------------
+
+
+def napza_continue() -> InlineKeyboardMarkup:
+    """Under the emergency numbers: on to the first question."""
+    return single(_("Continue"), NapzaCB(step=NapzaStep.GO).pack())
+
+
+def napza_skip_note() -> InlineKeyboardMarkup:
+    return single(_("Skip"), NapzaCB(step=NapzaStep.NOTE, value=NOTE_SKIP).pack())
+
+
+def napza_consent() -> InlineKeyboardMarkup:
+    return choices(
+        NapzaStep.CONSENT,
+        {Answer.YES: _("Yes, send it"), Answer.NO: _("No, do not send")},
+        columns=2,
+    )
+
+
+def napza_ticket(request_id: int, ticket: str, chat: bool) -> InlineKeyboardMarkup:
+    """Under an open request in /tiket: cancel it, and (`chat`: accepted) chat about it."""
+    buttons = [(_("Cancel this request"), TicketCB(ticket=ticket).pack())]
+    if chat:
+        buttons.insert(0, (_("Chat with the organisation"), RelayCB(request=request_id).pack()))
+    return rows(buttons)
+
+
+def napza_chat(request_id: int) -> InlineKeyboardMarkup:
+    """For the requester of an accepted request: open the relayed chat."""
+    return single(_("Chat with the organisation"), RelayCB(request=request_id).pack())
+
+
+def napza_reply(request_id: int, to: RelaySender) -> InlineKeyboardMarkup:
+    """Under a relayed message: `to` is the side that reads it and may answer."""
+    if to is RelaySender.REQUESTER:
+        return single(_("Reply"), RelayCB(request=request_id).pack())
+    return single(_("Reply"), PartnerCB(action=PartnerAction.REPLY, request=request_id).pack())
+
+
+def napza_offer(request_id: int) -> InlineKeyboardMarkup:
+    """Under an offer to a partner's staff."""
+    return rows(
+        [
+            (_("Accept"), PartnerCB(action=PartnerAction.ACCEPT, request=request_id).pack()),
+            (_("Decline"), PartnerCB(action=PartnerAction.DECLINE, request=request_id).pack()),
+        ]
+    )
+
+
+def napza_case(request_id: int) -> InlineKeyboardMarkup:
+    """For the staff member who accepted a request."""
+    return rows(
+        [
+            (_("Reply"), PartnerCB(action=PartnerAction.REPLY, request=request_id).pack()),
+            (
+                _("Close the case"),
+                PartnerCB(action=PartnerAction.CLOSE, request=request_id).pack(),
+            ),
+        ]
+    )
+
+
+def napza_outcomes(request_id: int, admin: bool = False) -> InlineKeyboardMarkup:
+    """The outcomes a case is closed with: partner staff's (`OutcomeCB`) or, for an
+    escalated request, an admin's (`AdminOutcomeCB`)."""
+    button = AdminOutcomeCB if admin else OutcomeCB
+    return rows(
+        [
+            (str(label), button(request=request_id, outcome=key).pack())
+            for key, label in texts.OUTCOME_NAMES.items()
+            if key in CHOSEN_OUTCOMES
         ]
     )

@@ -15,11 +15,10 @@ from aiogram import Bot
 from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from models import Account, AccountRole
-from models.enums import Role
+from models import Account
+from services import Session, accounts
 from services.accounts import locale_for
 
 log = logging.getLogger(__name__)
@@ -73,25 +72,14 @@ async def set_admin_menu(bot: Bot, i18n: I18n, account: Account) -> None:
     )
 
 
-async def set_menus(bot: Bot, i18n: I18n, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+async def set_menus(bot: Bot, i18n: I18n, sessionmaker: async_sessionmaker[Session]) -> None:
     """At startup: the public menu per language, then each known admin's own menu."""
     scope = BotCommandScopeDefault()
     await bot.set_my_commands(command_menu(i18n, i18n.default_locale), scope=scope)
     for locale in i18n.available_locales:
         await bot.set_my_commands(command_menu(i18n, locale), scope=scope, language_code=locale)
     async with sessionmaker() as session:
-        admins = list(
-            await session.scalars(
-                select(Account)
-                .where(
-                    Account.telegram_id.in_(
-                        select(AccountRole.telegram_id).where(AccountRole.role == Role.ADMIN)
-                    )
-                )
-                .order_by(Account.telegram_id)
-                .limit(STARTUP_ADMIN_MENUS)
-            )
-        )
+        admins = await accounts.admins(session, limit=STARTUP_ADMIN_MENUS)
     for account in admins:
         try:
             await set_admin_menu(bot, i18n, account)

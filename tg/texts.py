@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from aiogram.utils.i18n import lazy_gettext as __
 
+from models.enums import LedgerKind
+
 # Main-menu buttons (reply keyboard). Handlers match on these in the user's locale.
 BTN_LINK = __("Link KPM account")
 BTN_STATUS = __("Aid status")
@@ -66,10 +68,10 @@ STATUS_NAMES = {
 }
 
 LEDGER_KIND_NAMES = {
-    "credit": __("BPNT credit"),
-    "credit_reversal": __("Credit reversed"),
-    "redemption": __("Purchase at e-Warong"),
-    "redemption_reversal": __("Purchase reversed"),
+    LedgerKind.CREDIT: __("BPNT credit"),
+    LedgerKind.CREDIT_REVERSAL: __("Credit reversed"),
+    LedgerKind.REDEMPTION: __("Purchase at e-Warong"),
+    LedgerKind.REDEMPTION_REVERSAL: __("Purchase reversed"),
 }
 
 LANGUAGE_NAMES = {"id": "Bahasa Indonesia", "en": "English"}

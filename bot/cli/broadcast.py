@@ -31,7 +31,7 @@ def broadcast_status(
     from models import Broadcast, BroadcastFailure
     from services.broadcasts import store as broadcasts
     from tg.context import utc_now
-    from tg.notify.broadcasts import progress_text
+    from tg.views.broadcasts import progress_text
 
     settings = load_settings()
     locale = lang or settings.default_locale

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -19,9 +19,10 @@ from bot.cli import app
 from infra.db import create_engine, create_sessionmaker, upgrade_database
 from infra.settings import load_settings
 from models import Base
-from sandbox.demo import DemoError, DemoIdentity, generate_demo
 from services.identity import Hasher
-from services.imports.registry import ImportReport, import_beneficiaries, import_disbursements
+from services.imports.beneficiaries import import_beneficiaries
+from services.imports.csvfile import ImportReport
+from services.imports.disbursements import import_disbursements
 from services.regions import (
     REGION_DATA_DIR,
     RegionFileError,
@@ -31,6 +32,9 @@ from services.regions import (
 )
 
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from sandbox.demo import DemoIdentity
+
 import_app = typer.Typer(help="Import registry data from CSV files.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(import_app, name="import")
@@ -212,6 +216,8 @@ def demo_command(
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same families)")] = 2024,
 ) -> None:
     """Fill the database with a synthetic registry and print identities to try."""
+    from sandbox.demo import DemoError, generate_demo  # development tooling, not in the image
+
     console = _console()
     hasher = _hasher()
 

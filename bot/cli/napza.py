@@ -20,8 +20,8 @@ from bot.cli.data import (
 )
 from infra.settings import Settings, load_settings
 from models.base import utcnow
-from services.imports.registry import ImportReport
-from services.napza import requests as napza
+from services.imports.csvfile import ImportReport
+from services.napza import retention
 from services.napza.partners import import_partners
 
 
@@ -42,11 +42,11 @@ def purge_command() -> None:
     """Apply NAPZA_RETENTION_DAYS: close open requests idle that long ("no activity"), then
     drop the note and relayed chat of requests with no activity for that long."""
     settings = load_settings()
-    retention = timedelta(days=settings.napza_retention_days)
+    retention_period = timedelta(days=settings.napza_retention_days)
 
     async def work(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
         async with sessionmaker() as session, session.begin():
-            return await napza.purge(session, utcnow(), retention)
+            return await retention.purge(session, utcnow(), retention_period)
 
     count = asyncio.run(_with_database(work))
     _console().print(

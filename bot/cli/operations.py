@@ -26,7 +26,7 @@ from models.base import utcnow
 from models.enums import Role
 from services import revocation
 from services.bpnt.ewarongs import get_ewarong, import_ewarongs
-from services.imports.registry import ImportReport
+from services.imports.csvfile import ImportReport
 from services.invites import (
     INVITE_TTL,
     InviteError,

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.cli import app
 from bot.cli.data import _console, _with_database
-from services.bpnt import shopping
+from services.bpnt import reports
 from services.bpnt.ewarongs import get_ewarong
 
 export_app = typer.Typer(help="Export records as CSV.", no_args_is_help=True)
@@ -41,8 +41,8 @@ def export_redemptions(
             found = await get_ewarong(session, ewarong)
             if found is None:
                 return None
-            report = await shopping.day_report(session, found, wanted)
-            return await shopping.export_csv(session, report)
+            report = await reports.day_report(session, found, wanted)
+            return await reports.export_csv(session, report)
 
     content = asyncio.run(_with_database(work))
     if content is None:

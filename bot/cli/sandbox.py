@@ -1,11 +1,15 @@
-"""`bansos-bot sandbox`: the whole bot on one laptop, offline, with no token."""
+"""`bansos-bot sandbox`: the whole bot on one laptop, offline, with no token.
+
+A thin command: the sandbox itself (`sandbox/`: emulator, web chat, personas, demo
+data) is development tooling outside the production image, imported only when the
+command runs."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -13,15 +17,14 @@ from rich.table import Table
 
 from bot.cli import app
 from bot.runtime import configure_logging
-from sandbox.runner import (
-    DEFAULT_HOST,
-    DEFAULT_PORT,
-    DEFAULT_SANDBOX_DATABASE,
-    RemoteBindError,
-    Sandbox,
-    SandboxError,
-    check_bind_host,
-)
+
+if TYPE_CHECKING:
+    from sandbox.runner import Sandbox
+
+# The sandbox's defaults, here so that the command's help needs no sandbox import.
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+DEFAULT_SANDBOX_DATABASE = "sqlite+aiosqlite:///./sandbox.db"
 
 
 def _personas_table(sandbox: Sandbox) -> Table:
@@ -86,6 +89,12 @@ def sandbox_command(
     seed: Annotated[int, typer.Option(help="Demo random seed")] = 2024,
 ) -> None:
     """Try the bot offline: Bot API emulator + the real bot + a Telegram-like web page."""
+    try:
+        from sandbox.runner import RemoteBindError, Sandbox, SandboxError, check_bind_host
+    except ImportError as error:  # the production image leaves sandbox/ out
+        typer.echo("The sandbox is not installed here (it is development tooling).", err=True)
+        raise typer.Exit(code=2) from error
+
     console = Console(highlight=False)
     try:
         check_bind_host(host, allow_remote)

@@ -1,6 +1,6 @@
 """e-Warong shops: importing the list from CSV, finding the nearest, switching them on and off.
 
-The import follows the registry imports (`services.imports.registry`): every row is
+The import follows the small imports (`services.imports.wholefile`): every row is
 checked first and reported by line; only a file without errors is written, in
 one transaction, upserted by `code`, so importing it again changes nothing.
 Names, addresses and banks are data: they are stored as given (whitespace runs
@@ -23,17 +23,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from models import EWarong
 from models.base import utcnow
 from services import audit
-from services.imports.registry import (
+from services.imports.csvfile import (
     ErrorList,
     ImportReport,
     Progress,
     Record,
     RowError,
-    _validate_then_write,
     by_position,
-    chunks,
     read_csv,
 )
+from services.imports.wholefile import chunks, validate_then_write
 from services.regions import VILLAGE_CODE_RE, RegionDirectory, upsert_statement
 
 EWARONG_COLUMNS = ("code", "name", "village_code", "address", "latitude", "longitude", "bank")
@@ -209,7 +208,7 @@ async def import_ewarong_records(
     async def validate(session: AsyncSession) -> tuple[list[Any], list[RowError]]:
         return await validate_ewarongs(session, records)
 
-    return await _validate_then_write(
+    return await validate_then_write(
         sessionmaker, validate, _write_ewarong_batch, read_errors, progress
     )
 

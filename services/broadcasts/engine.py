@@ -42,6 +42,7 @@ from sqlalchemy.ext.asyncio import (
 from infra.ratelimit import RateLimiter
 from infra.settings import Settings
 from models import Broadcast
+from models.enums import BroadcastStatus
 from services.broadcasts import store as broadcasts
 from services.broadcasts.store import Claim, Outcome, Recipient
 
@@ -285,7 +286,7 @@ class BroadcastEngine:
         while True:
             async with self.sessionmaker() as session:
                 broadcast = await session.get(Broadcast, claim.broadcast_id)
-                if broadcast is None or broadcast.status != "running":
+                if broadcast is None or broadcast.status != BroadcastStatus.RUNNING:
                     return False
                 page = await broadcasts.next_page(
                     session, broadcast, claim, cursor, self.config.page_size
@@ -311,7 +312,7 @@ class BroadcastEngine:
             status = await session.scalar(
                 select(Broadcast.status).where(Broadcast.id == run.claim.broadcast_id)
             )
-        return status == "running"
+        return status == BroadcastStatus.RUNNING
 
     async def _keep_lease(self, run: _ChunkRun) -> None:
         """Renew the lease when a third of it has passed without a recorded delivery

@@ -51,13 +51,14 @@ from models import (
     PartnerCoverage,
 )
 from models.base import UtcDateTime
-from models.enums import Role
+from models.enums import ACTIVE_BROADCASTS, BroadcastStatus, Role
+from models.enums import Audience as Group
 from services import audit
 from services.accounts import SUPPORTED_LOCALES
 from services.regions import in_scope
 
-AUDIENCES = ("kpm", "pkh", "bpnt", "agents", "partners")
-ACTIVE = ("scheduled", "running", "paused")
+AUDIENCES = tuple(Group)
+ACTIVE = ACTIVE_BROADCASTS
 ERROR_TEXT_LIMIT = 200
 
 
@@ -136,16 +137,16 @@ def effective_locale() -> ColumnElement[str]:
 
 def _region_filter(audience: Audience) -> ColumnElement[bool] | None:
     prefix = audience.region_prefix
-    if audience.group in ("kpm", "pkh", "bpnt"):
+    if audience.group in (Group.KPM, Group.PKH, Group.BPNT):
         conditions = [Beneficiary.id == Account.beneficiary_id]
-        if audience.group == "pkh":
+        if audience.group == Group.PKH:
             conditions.append(Beneficiary.is_pkh.is_(True))
-        if audience.group == "bpnt":
+        if audience.group == Group.BPNT:
             conditions.append(Beneficiary.is_bpnt.is_(True))
         if prefix:
             conditions.append(Beneficiary.village_code.startswith(prefix, autoescape=True))
         return exists().where(*conditions)
-    role = Role.AGENT if audience.group == "agents" else Role.PARTNER
+    role = Role.AGENT if audience.group == Group.AGENTS else Role.PARTNER
     conditions = [AccountRole.telegram_id == Account.telegram_id, AccountRole.role == role]
     if role == Role.AGENT and prefix:
         conditions.append(
@@ -209,7 +210,7 @@ async def create(
         language=audience.language,
         source_chat_id=source_chat_id,
         message_id=message_id,
-        status="scheduled",
+        status=BroadcastStatus.SCHEDULED,
         scheduled_at=max(scheduled_at, now),
         recipients=await count_recipients(session, audience),
         created_at=now,
@@ -248,9 +249,9 @@ class Action(enum.Enum):
 
 
 TRANSITIONS = {
-    Action.PAUSE: (("scheduled", "running"), "paused"),
-    Action.RESUME: (("paused",), "running"),
-    Action.CANCEL: (ACTIVE, "cancelled"),
+    Action.PAUSE: ((BroadcastStatus.SCHEDULED, BroadcastStatus.RUNNING), BroadcastStatus.PAUSED),
+    Action.RESUME: ((BroadcastStatus.PAUSED,), BroadcastStatus.RUNNING),
+    Action.CANCEL: (ACTIVE, BroadcastStatus.CANCELLED),
 }
 
 
@@ -282,9 +283,9 @@ async def change(
         return None
     sources, target = TRANSITIONS[action]
     if action is Action.RESUME and broadcast.started_at is None:
-        target = "scheduled"
+        target = BroadcastStatus.SCHEDULED
     values: dict[str, object] = {"status": target}
-    if target == "cancelled":
+    if target == BroadcastStatus.CANCELLED:
         values["finished_at"] = now
     result = await session.execute(
         update(Broadcast)
@@ -376,7 +377,7 @@ async def start_due(session: AsyncSession, now: datetime, chunk_size: int) -> li
     due = list(
         await session.scalars(
             select(Broadcast.id)
-            .where(Broadcast.status == "scheduled", Broadcast.scheduled_at <= now)
+            .where(Broadcast.status == BroadcastStatus.SCHEDULED, Broadcast.scheduled_at <= now)
             .order_by(Broadcast.scheduled_at)
             .limit(10)
         )
@@ -385,8 +386,10 @@ async def start_due(session: AsyncSession, now: datetime, chunk_size: int) -> li
     for broadcast_id in due:
         result = await session.execute(
             update(Broadcast)
-            .where(Broadcast.id == broadcast_id, Broadcast.status == "scheduled")
-            .values(status="running", started_at=func.coalesce(Broadcast.started_at, now))
+            .where(Broadcast.id == broadcast_id, Broadcast.status == BroadcastStatus.SCHEDULED)
+            .values(
+                status=BroadcastStatus.RUNNING, started_at=func.coalesce(Broadcast.started_at, now)
+            )
             .execution_options(synchronize_session=False)
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
@@ -426,7 +429,7 @@ async def claim_chunk(
                 select(BroadcastChunk.id, BroadcastChunk.lease_until)
                 .join(Broadcast, Broadcast.id == BroadcastChunk.broadcast_id)
                 .where(
-                    Broadcast.status == "running",
+                    Broadcast.status == BroadcastStatus.RUNNING,
                     BroadcastChunk.done.is_(False),
                     free,
                     BroadcastChunk.id.not_in(skip) if skip else literal(True),
@@ -562,8 +565,8 @@ async def finish_if_complete(session: AsyncSession, broadcast_id: int, now: date
     )
     result = await session.execute(
         update(Broadcast)
-        .where(Broadcast.id == broadcast_id, Broadcast.status == "running", ~undone)
-        .values(status="done", finished_at=now)
+        .where(Broadcast.id == broadcast_id, Broadcast.status == BroadcastStatus.RUNNING, ~undone)
+        .values(status=BroadcastStatus.DONE, finished_at=now)
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
@@ -582,7 +585,9 @@ async def finish_complete(session: AsyncSession, now: datetime) -> list[int]:
     )
     candidates = list(
         await session.scalars(
-            select(Broadcast.id).where(Broadcast.status == "running", ~undone).limit(20)
+            select(Broadcast.id)
+            .where(Broadcast.status == BroadcastStatus.RUNNING, ~undone)
+            .limit(20)
         )
     )
     return [

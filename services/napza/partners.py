@@ -32,17 +32,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from models import PartnerCoverage, PartnerOrganisation, Region
 from models.base import utcnow
 from services.identity import normalize_phone
-from services.imports.registry import (
+from services.imports.csvfile import (
     ErrorList,
     ImportReport,
     Progress,
     Record,
     RowError,
-    _validate_then_write,
     by_position,
-    chunks,
     read_csv,
 )
+from services.imports.wholefile import chunks, validate_then_write
 from services.regions import upsert_statement
 
 PARTNER_COLUMNS = ("code", "name", "kind", "region_codes", "phone", "services")
@@ -229,7 +228,7 @@ async def import_partner_records(
     async def validate(session: AsyncSession) -> tuple[list[Any], list[RowError]]:
         return await validate_partners(session, records)
 
-    return await _validate_then_write(
+    return await validate_then_write(
         sessionmaker, validate, _write_partner_batch, read_errors, progress
     )
 

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from infra.db import storable
 from models import Account, Beneficiary
 from services import audit, outbox
-from services.bpnt.shopping import void_codes
+from services.bpnt.codes import void_codes
 from services.identity import Hasher, clean_digits
 from services.lockout import FailureGuard
 from services.outbox import NoticeKind

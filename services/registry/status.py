@@ -12,10 +12,12 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Beneficiary, Disbursement, LedgerEntry, PkhComponent, PkhComponentRate
+from models.disbursement import UNDATED_STATUSES
+from models.enums import Program
 from services.bpnt import ledger as wallet
 
 PKH_STAGES = ("T1", "T2", "T3", "T4")
-PENDING_STATUSES = ("ditetapkan", "diproses")
+PENDING_STATUSES = UNDATED_STATUSES  # approved or at the bank: not paid yet
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ async def pkh_status(session: AsyncSession, beneficiary: Beneficiary, today: dat
         for row in await session.scalars(
             select(Disbursement).where(
                 Disbursement.beneficiary_id == beneficiary.id,
-                Disbursement.program == "PKH",
+                Disbursement.program == Program.PKH,
                 Disbursement.period.like(f"{year}-T_"),
             )
         )
@@ -127,7 +129,7 @@ async def bpnt_status(session: AsyncSession, beneficiary: Beneficiary, today: da
     month = await session.scalar(
         select(Disbursement).where(
             Disbursement.beneficiary_id == beneficiary.id,
-            Disbursement.program == "BPNT",
+            Disbursement.program == Program.BPNT,
             Disbursement.period == period,
         )
     )

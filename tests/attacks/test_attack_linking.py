@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from bot.factory import link_guard
 from models import Account, ActivationCode, AuditEvent, ShoppingCode
-from services.bpnt import shopping
+from services.bpnt.codes import CODE_DIGITS
 from tests.attacks.attack_support import activation_codes_in, cli
 from tests.registry import BUDI, SITI, activation_code_for, link_with_activation, load_registry
 from tests.test_agent_conversation import NOW, Clock
@@ -248,5 +248,5 @@ async def test_finding_4_unlink_needs_a_reason_and_a_linked_family(app, settings
 async def shopping_code_of(user) -> str:  # type: ignore[no-untyped-def]
     reply = (await user.press("Kode belanja"))[-1].text
     digits = "".join(ch for ch in reply.split("\n")[0] if ch.isdigit())
-    assert len(digits) == shopping.CODE_DIGITS, reply
+    assert len(digits) == CODE_DIGITS, reply
     return digits

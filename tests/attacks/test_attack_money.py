@@ -14,8 +14,10 @@ from sqlalchemy import func, select
 
 from bot.factory import code_guard
 from models import AuditEvent, BpntWallet, EWarong, LedgerEntry, Redemption
-from services.bpnt import shopping
-from services.bpnt.shopping import BasketLine, RedemptionDraft, ReversalResult
+from services.bpnt import codes, counter, disputes, ledger
+from services.bpnt import redemptions as sales
+from services.bpnt.disputes import ReversalResult
+from services.bpnt.redemptions import BasketLine, RedemptionDraft
 from tests.attacks.attack_support import make_admin
 from tests.shopping_support import OTHER_WARUNG, WARUNG, shopping_world
 from tests.test_agent_conversation import (
@@ -41,7 +43,7 @@ async def app(bot_app, sessionmaker, tmp_path):  # type: ignore[no-untyped-def]
 
 async def balance_of(sessionmaker, family: int) -> int:  # type: ignore[no-untyped-def]
     async with sessionmaker() as session:
-        return (await shopping.wallet_state(session, family))[0]
+        return (await ledger.wallet_state(session, family))[0]
 
 
 async def redemptions(sessionmaker) -> int:  # type: ignore[no-untyped-def]
@@ -137,19 +139,19 @@ async def test_finding_5_card_sales_are_capped_per_family_and_month(app, session
 
 async def test_finding_5_the_cap_holds_for_concurrent_confirmations(sessionmaker, app):
     """Eight agent-attested confirmations at once against a cap of 2: exactly 2 debit."""
-    month = shopping.kks_month(NOW, WARUNG["village_code"])
+    month = counter.kks_month(NOW, WARUNG["village_code"])
 
-    async def confirm(n: int) -> shopping.ConfirmResult:
+    async def confirm(n: int) -> sales.ConfirmResult:
         draft = RedemptionDraft(
             key=f"kks-{n}", ewarong_code=WARUNG["code"], agent_telegram_id=9000 + n,
             beneficiary_id=app.ids["siti"], lines=(BasketLine("beras", 1, 10_000),),
             agent_attested=True, kks_month=month, kks_cap=2,
         )  # fmt: skip
         async with sessionmaker() as session, session.begin():
-            return (await shopping.confirm(session, draft, NOW)).result
+            return (await sales.confirm(session, draft, NOW)).result
 
     results = await asyncio.gather(*(confirm(n) for n in range(8)), return_exceptions=True)
-    confirmed = [r for r in results if r is shopping.ConfirmResult.CONFIRMED]
+    confirmed = [r for r in results if r is sales.ConfirmResult.CONFIRMED]
     assert len(confirmed) == 2, results
     assert await balance_of(sessionmaker, app.ids["siti"]) == 380_000
 
@@ -159,9 +161,9 @@ async def test_finding_5_the_cap_holds_for_concurrent_confirmations(sessionmaker
 
 def test_finding_6_the_code_space_keeps_guessing_hopeless():
     """With 1,000,000 live codes, 1,000 guesses hit fewer than 0.01 codes on average."""
-    expected_hits = 1_000 * 1_000_000 / 10**shopping.CODE_DIGITS
+    expected_hits = 1_000 * 1_000_000 / 10**codes.CODE_DIGITS
     assert expected_hits < 0.01
-    assert shopping.CODE_DIGITS >= 12 and shopping.CODE_DIGITS != shopping.KKS_DIGITS
+    assert codes.CODE_DIGITS >= 12 and codes.CODE_DIGITS != counter.KKS_DIGITS
     assert math.isclose(expected_hits, 0.001)
 
 
@@ -223,7 +225,7 @@ async def test_finding_7_a_forged_reverse_button_cannot_reverse_an_undisputed_sa
     assert "Hanya transaksi yang dilaporkan" in (await admin.callback_answers())[-1]["text"]
     assert "alasan pembatalan" not in (await admin.last()).text
     async with sessionmaker() as session, session.begin():  # and not around the button either
-        result = await shopping.reverse(session, sale.id, admin=admin.id, reason="x", now=NOW)
+        result = await disputes.reverse(session, sale.id, admin=admin.id, reason="x", now=NOW)
     assert result is ReversalResult.NOT_DISPUTED
     assert await balance_of(sessionmaker, app.ids["siti"]) == 340_000
     async with sessionmaker() as session:
@@ -278,8 +280,8 @@ async def test_finding_8_the_confirm_statement_itself_checks_the_ewarong(app, se
         agent_attested=True, kks_month="2026-05", kks_cap=5,
     )  # fmt: skip
     async with sessionmaker() as session, session.begin():
-        outcome = await shopping.confirm(session, draft, NOW)
-    assert outcome.result is shopping.ConfirmResult.EWARONG_INACTIVE
+        outcome = await sales.confirm(session, draft, NOW)
+    assert outcome.result is sales.ConfirmResult.EWARONG_INACTIVE
     assert await balance_of(sessionmaker, app.ids["siti"]) == 400_000
 
 
@@ -295,13 +297,13 @@ async def two_disputed_sales(sessionmaker, family: int) -> tuple[int, int]:  # t
             kks_month="2026-05", kks_cap=5,
         )  # fmt: skip
         async with sessionmaker() as session, session.begin():
-            ids.append((await shopping.confirm(session, draft, NOW)).redemption.id)
+            ids.append((await sales.confirm(session, draft, NOW)).redemption.id)
     return ids[0], ids[1]
 
 
 async def frozen(sessionmaker, family: int) -> bool:  # type: ignore[no-untyped-def]
     async with sessionmaker() as session:
-        return (await shopping.wallet_state(session, family))[2]
+        return (await ledger.wallet_state(session, family))[2]
 
 
 async def test_finding_9_dismissing_one_dispute_keeps_the_family_frozen_while_another_is_open(
@@ -311,9 +313,9 @@ async def test_finding_9_dismissing_one_dispute_keeps_the_family_frozen_while_an
     a, b = await two_disputed_sales(sessionmaker, family)
     for sale in (a, b):
         async with sessionmaker() as session, session.begin():
-            await shopping.dispute(session, sale, family, 5, NOW)
+            await disputes.dispute(session, sale, family, 5, NOW)
     async with sessionmaker() as session, session.begin():
-        assert await shopping.dismiss_dispute(session, a, admin=77, now=NOW)
+        assert await disputes.dismiss_dispute(session, a, admin=77, now=NOW)
     assert await frozen(sessionmaker, family)
 
 
@@ -327,16 +329,16 @@ async def test_finding_9_the_race_of_dismiss_and_a_new_dispute_keeps_the_freeze(
     family = app.ids["siti"]
     a, b = await two_disputed_sales(sessionmaker, family)
     async with sessionmaker() as session, session.begin():
-        await shopping.dispute(session, a, family, 5, NOW)
+        await disputes.dispute(session, a, family, 5, NOW)
     async with sessionmaker() as disputing:
         await disputing.begin()
-        assert await shopping.dispute(disputing, b, family, 5, NOW) is (
-            shopping.DisputeResult.OPENED
+        assert await disputes.dispute(disputing, b, family, 5, NOW) is (
+            disputes.DisputeResult.OPENED
         )
 
         async def dismiss() -> bool:
             async with sessionmaker() as session, session.begin():
-                return await shopping.dismiss_dispute(session, a, admin=77, now=NOW)
+                return await disputes.dismiss_dispute(session, a, admin=77, now=NOW)
 
         dismissing = asyncio.ensure_future(dismiss())
         await asyncio.sleep(0.5)  # the dismissal is waiting for the family's wallet now

@@ -44,13 +44,12 @@ from models import (
 )
 from services.bpnt.ewarongs import import_ewarongs
 from services.identity import Hasher
-from services.imports.registry import (
+from services.imports.beneficiaries import import_beneficiaries
+from services.imports.csvfile import ImportReport, records_from_dicts
+from services.imports.disbursements import (
     DISBURSEMENT_COLUMNS,
-    ImportReport,
-    import_beneficiaries,
     import_disbursement_records,
     import_disbursements,
-    records_from_dicts,
 )
 from services.napza.partners import import_partners
 from services.regions import RegionFileError, import_regions

@@ -1,5 +1,7 @@
-"""Telling people about Napza requests: offers to partner staff, escalations to admins,
-news to requesters, and relayed messages. Used by handlers and by the worker.
+"""Napza messages the bot sends on its own: offers to partner staff (and editing them
+once the offer ended), escalations to admins, news to requesters, relayed messages.
+Used by handlers and by the worker. What a partner sees of a request is
+`tg.views.napza.offer_text`.
 
 Each recipient reads in their own language. A recipient who blocked the bot is
 skipped (logged by error type only); the request's state in the database stands.
@@ -8,28 +10,27 @@ skipped (logged by error type only); the request's state in the database stands.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from html import escape
 
 from aiogram import Bot
-from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import HelpRequest
-from services import accounts
-from services.napza import requests as napza
-from services.napza.requests import Delivery
+from models.enums import RelaySender, RequestStatus
+from services import Session, accounts
+from services.napza.common import get_request, partner, staff_of
+from services.napza.routing import Delivery, notices, record_notice
 from services.regions import region_name
-from tg import keyboards, texts
-from tg.callbacks import AdminOutcomeCB, PartnerCB, RelayCB
-from tg.formatting import local_datetime
+from tg import keyboards
+from tg.views import napza as views
 
 log = logging.getLogger(__name__)
 
 
-async def _locale_of(session: AsyncSession, telegram_id: int) -> str:
+async def _locale_of(session: Session, telegram_id: int) -> str:
     return await accounts.locale_of(session, telegram_id)
 
 
@@ -44,75 +45,49 @@ async def _send(
     return sent.message_id
 
 
-async def offer_text(session: AsyncSession, request: HelpRequest, locale: str) -> str:
-    """The minimum a partner needs: help, age group, region, urgency, note. No identity."""
+async def offer_text(session: Session, request: HelpRequest, locale: str) -> str:
+    """`views.offer_text` with the region's name (call it in the reader's locale)."""
     region = await region_name(session, request.region_code) or request.region_code
-    lines = [
-        _("<b>Help request {ticket}</b>").format(ticket=request.ticket),
-        _("Help: {value}").format(value=texts.HELP_TYPE_NAMES[request.help_type]),
-        _("Age group: {value}").format(value=texts.AGE_GROUP_NAMES[request.age_group]),
-        _("Region: {name}").format(name=escape(region)),
-        _("Urgency: {value}").format(value=texts.URGENCY_NAMES[request.urgent]),
-    ]
-    if request.note:
-        lines.append(_("Note: {note}").format(note=escape(request.note)))
-    if request.sla_due_at is not None:
-        lines.append(
-            _("Please answer before {when}.").format(
-                when=local_datetime(request.sla_due_at, locale, request.region_code)
-            )
-        )
-    return "\n".join(lines)
+    return views.offer_text(request, region, locale)
 
 
 async def send_deliveries(
-    bot: Bot, i18n: I18n, session: AsyncSession, deliveries: Sequence[Delivery]
+    bot: Bot, i18n: I18n, session: Session, deliveries: Sequence[Delivery]
 ) -> None:
     """Offer each request to its partner's staff, or tell the admins it found no partner."""
     for delivery in deliveries:
         # The delivery was computed in an earlier transaction: act on the request as
         # it is now (it may have been cancelled or moved on in between).
-        request = await napza.get_request(session, delivery.request.id) or delivery.request
+        request = await get_request(session, delivery.request.id) or delivery.request
         await session.refresh(request)
         for telegram_id, message_id in delivery.withdrawn_notices:
             await _withdraw(bot, i18n, session, request, telegram_id, message_id)
         still_offered = (
             delivery.partner is not None
-            and request.status == "routing"
+            and request.status == RequestStatus.ROUTING
             and request.partner_code == delivery.partner.code
         )
         for staff in delivery.staff if still_offered else []:
             locale = await _locale_of(session, staff)
             with i18n.context(), i18n.use_locale(locale):
                 text = await offer_text(session, request, locale)
-                markup = keyboards.rows(
-                    [
-                        (_("Accept"), PartnerCB(action="accept", request=request.id).pack()),
-                        (_("Decline"), PartnerCB(action="decline", request=request.id).pack()),
-                    ]
-                )
+                markup = keyboards.napza_offer(request.id)
             message_id = await _send(bot, staff, text, markup)
             if message_id is not None:
-                await napza.record_notice(session, request.id, staff, message_id)
-        for admin in delivery.admins if request.status == "escalated" else []:
+                await record_notice(session, request.id, staff, message_id)
+        for admin in delivery.admins if request.status == RequestStatus.ESCALATED else []:
             locale = await _locale_of(session, admin)
             with i18n.context(), i18n.use_locale(locale):
                 text = _(
                     "<b>No partner organisation answered</b> help request {ticket}. Please "
                     "arrange help in this region, then record the outcome below.\n\n{details}"
                 ).format(ticket=request.ticket, details=await offer_text(session, request, locale))
-                markup = keyboards.rows(
-                    [
-                        (str(label), AdminOutcomeCB(request=request.id, outcome=key).pack())
-                        for key, label in texts.OUTCOME_NAMES.items()
-                        if key in napza.CHOSEN_OUTCOMES
-                    ]
-                )
+                markup = keyboards.napza_outcomes(request.id, admin=True)
             await _send(bot, admin, text, markup)
         if (
             delivery.requester is not None
             and delivery.partner is None
-            and request.status == "escalated"
+            and request.status == RequestStatus.ESCALATED
         ):
             locale = await _locale_of(session, delivery.requester)
             with i18n.context(), i18n.use_locale(locale):
@@ -124,25 +99,25 @@ async def send_deliveries(
 
 
 async def tell_requester_accepted(
-    bot: Bot, i18n: I18n, session: AsyncSession, request: HelpRequest
+    bot: Bot, i18n: I18n, session: Session, request: HelpRequest
 ) -> None:
-    partner = await napza.partner(session, request.partner_code or "")
-    if partner is None or request.requester_telegram_id is None:  # None: erased
+    organisation = await partner(session, request.partner_code or "")
+    if organisation is None or request.requester_telegram_id is None:  # None: erased
         return
     locale = await _locale_of(session, request.requester_telegram_id)
     with i18n.context(), i18n.use_locale(locale):
         text = _(
             "Ticket {ticket} was accepted by <b>{name}</b>.\nPhone: {phone}\n"
             "You can also chat with them through this bot; your Telegram account stays hidden."
-        ).format(ticket=request.ticket, name=escape(partner.name), phone=escape(partner.phone))
-        markup = keyboards.single(
-            _("Chat with the organisation"), RelayCB(request=request.id).pack()
+        ).format(
+            ticket=request.ticket, name=escape(organisation.name), phone=escape(organisation.phone)
         )
+        markup = keyboards.napza_chat(request.id)
     await _send(bot, request.requester_telegram_id, text, markup)
 
 
 async def tell_requester_closed(
-    bot: Bot, i18n: I18n, session: AsyncSession, request: HelpRequest
+    bot: Bot, i18n: I18n, session: Session, request: HelpRequest
 ) -> None:
     if request.requester_telegram_id is None:  # the requester erased their data
         return
@@ -157,7 +132,7 @@ async def tell_requester_closed(
 async def _withdraw(
     bot: Bot,
     i18n: I18n,
-    session: AsyncSession,
+    session: Session,
     request: HelpRequest,
     telegram_id: int,
     message_id: int,
@@ -175,7 +150,7 @@ async def _withdraw(
 
 
 async def close_notices(
-    bot: Bot, i18n: I18n, session: AsyncSession, request: HelpRequest, text_for: object
+    bot: Bot, i18n: I18n, session: Session, request: HelpRequest, text_for: Callable[[], str]
 ) -> None:
     """Replace the Accept/Decline buttons of the current partner's staff with what happened.
 
@@ -185,10 +160,10 @@ async def close_notices(
     """
     if request.partner_code is None:
         return
-    for telegram_id, message_id in await napza.notices(session, request.id, request.partner_code):
+    for telegram_id, message_id in await notices(session, request.id, request.partner_code):
         locale = await _locale_of(session, telegram_id)
         with i18n.context(), i18n.use_locale(locale):
-            text = await offer_text(session, request, locale) + "\n\n" + text_for()  # type: ignore[operator]
+            text = await offer_text(session, request, locale) + "\n\n" + text_for()
         try:
             await bot.edit_message_text(text, chat_id=telegram_id, message_id=message_id)
         except Exception as error:  # already edited, or deleted by the user
@@ -196,7 +171,7 @@ async def close_notices(
 
 
 async def tell_staff_cancelled(
-    bot: Bot, i18n: I18n, session: AsyncSession, request: HelpRequest
+    bot: Bot, i18n: I18n, session: Session, request: HelpRequest
 ) -> None:
     """The requester cancelled the request (with /tiket, or by deleting their data).
 
@@ -208,7 +183,7 @@ async def tell_staff_cancelled(
         await close_notices(
             bot, i18n, session, request, lambda: _("The requester cancelled this request.")
         )
-        if request.accepted_by is not None and request.accepted_by in await napza.staff_of(
+        if request.accepted_by is not None and request.accepted_by in await staff_of(
             session, request.partner_code
         ):
             locale = await _locale_of(session, request.accepted_by)
@@ -232,36 +207,21 @@ async def tell_staff_cancelled(
 async def send_relay(
     bot: Bot,
     i18n: I18n,
-    session: AsyncSession,
+    session: Session,
     target: int,
     request_id: int,
-    sender: str,
+    sender: RelaySender,
     text: str,
 ) -> None:
     """Pass a message on as the bot's own, naming only the side it comes from."""
-    request = await napza.get_request(session, request_id)
+    request = await get_request(session, request_id)
     locale = await _locale_of(session, target)
     with i18n.context(), i18n.use_locale(locale):
-        if sender == "partner":
+        if sender == RelaySender.PARTNER:
             header = _("Message from the organisation (ticket {ticket}):")
-            markup = keyboards.single(_("Reply"), RelayCB(request=request_id).pack())
+            markup = keyboards.napza_reply(request_id, to=RelaySender.REQUESTER)
         else:
             header = _("Message from the requester (ticket {ticket}):")
-            markup = keyboards.single(
-                _("Reply"), PartnerCB(action="reply", request=request_id).pack()
-            )
+            markup = keyboards.napza_reply(request_id, to=RelaySender.PARTNER)
         body = header.format(ticket=request.ticket if request else "") + "\n" + escape(text)
     await _send(bot, target, body, markup)
-
-
-async def announce_closed(
-    query: CallbackQuery, bot: Bot, i18n: I18n, session: AsyncSession, request: HelpRequest
-) -> None:
-    """After a partner or an admin closed a case: say so in place, and tell the requester."""
-    if isinstance(query.message, Message) and request.outcome:
-        await query.message.edit_text(
-            _("Case {ticket} closed: {outcome}.").format(
-                ticket=request.ticket, outcome=texts.OUTCOME_NAMES[request.outcome]
-            )
-        )
-    await tell_requester_closed(bot, i18n, session, request)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
 from html import escape
 
 from aiogram import Bot, F, Router
@@ -13,59 +12,32 @@ from aiogram.types import CallbackQuery, Message
 from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
-from babel.numbers import format_decimal
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import Account, Redemption
-from models.enums import Role
-from services import audit, invites, revocation, stats
-from services.bpnt import shopping
-from services.bpnt.ewarongs import get_ewarong
-from services.bpnt.shopping import ReversalResult
-from services.napza import requests as napza
-from services.regions import in_scope, region_name
+from models import Account
+from models.enums import CHOSEN_OUTCOMES, RequestStatus, Role
+from services import Session, audit, invites, revocation, stats
+from services.bpnt import disputes as sale_disputes
+from services.bpnt.disputes import ReversalResult
+from services.napza import actions as napza
 from services.revocation import Revoked
 from tg import keyboards, texts
 from tg.callbacks import AdminDisputeCB, AdminOutcomeCB, alert
 from tg.context import AppContext
 from tg.filters import HasRole
-from tg.formatting import local_datetime, money
 from tg.menus import ADMIN_COMMANDS
-from tg.notify.napza import announce_closed
+from tg.routers.partner import announce_closed
 from tg.states import ReversalFlow
+from tg.views import admin as views
 
 
-async def _ewarong_in_scope(session: AsyncSession, code: str, scope: str) -> bool:
-    ewarong = await get_ewarong(session, code)
-    return ewarong is not None and in_scope(scope, ewarong.village_code)
-
-
-async def _redemption_in_scope(session: AsyncSession, redemption_id: int, scope: str) -> bool:
-    redemption = await session.get(Redemption, redemption_id)
-    return redemption is not None and await _ewarong_in_scope(
-        session, redemption.ewarong_code, scope
-    )
-
-
-async def disputes(message: Message, session: AsyncSession, admin_scope: str, locale: str) -> None:
-    shown = 0
-    for redemption in await shopping.open_disputes(session, limit=200):
-        ewarong = await get_ewarong(session, redemption.ewarong_code)
-        if ewarong is None or not in_scope(admin_scope, ewarong.village_code):
-            continue
-        shown += 1
+async def disputes(message: Message, session: Session, admin_scope: str, locale: str) -> None:
+    found = await sale_disputes.open_disputes(session, admin_scope, limit=20)
+    for redemption, ewarong in found:
         await message.answer(
-            _("Dispute on transaction #{id}: {amount} at {ewarong}, {when}.").format(
-                id=redemption.id,
-                amount=money(redemption.total, locale),
-                ewarong=escape(ewarong.name),
-                when=local_datetime(redemption.created_at, locale, ewarong.village_code),
-            ),
+            views.open_dispute(redemption, ewarong, locale),
             reply_markup=keyboards.admin_dispute(redemption.id),
         )
-        if shown == 20:
-            break
-    if not shown:
+    if not found:
         await message.answer(_("There are no open transaction disputes."))
 
 
@@ -74,15 +46,15 @@ async def dispute_action(
     callback_answer: CallbackAnswer,
     callback_data: AdminDisputeCB,
     state: FSMContext,
-    session: AsyncSession,
+    session: Session,
     account: Account,
     admin_scope: str,
     ctx: AppContext,
 ) -> None:
-    if not await _redemption_in_scope(session, callback_data.redemption, admin_scope):
+    if not await sale_disputes.sale_in_scope(session, callback_data.redemption, admin_scope):
         raise SkipHandler()
     if callback_data.action == "dismiss":
-        done = await shopping.dismiss_dispute(
+        done = await sale_disputes.dismiss_dispute(
             session, callback_data.redemption, admin=account.telegram_id, now=ctx.now()
         )
         text = (
@@ -96,7 +68,7 @@ async def dispute_action(
         if isinstance(query.message, Message) and query.message.text != text:
             await query.message.edit_text(text)
         return
-    if not await shopping.is_open_dispute(session, callback_data.redemption):
+    if not await sale_disputes.is_open_dispute(session, callback_data.redemption):
         alert(callback_answer, _("Only a disputed transaction can be reversed."))
         return
     await state.set_state(ReversalFlow.reason)
@@ -113,17 +85,17 @@ async def dispute_action(
 async def reversal_reason(
     message: Message,
     state: FSMContext,
-    session: AsyncSession,
+    session: Session,
     account: Account,
     admin_scope: str,
     ctx: AppContext,
 ) -> None:
     data = await state.get_data()
-    if not await _redemption_in_scope(session, data["redemption"], admin_scope):
+    if not await sale_disputes.sale_in_scope(session, data["redemption"], admin_scope):
         await state.clear()
         await message.answer(_("This button is no longer valid."))
         return
-    result = await shopping.reverse(
+    result = await sale_disputes.reverse(
         session, data["redemption"], admin=account.telegram_id, reason=message.text or "",
         now=ctx.now(),
     )  # fmt: skip
@@ -145,7 +117,7 @@ async def reversal_reason(
 async def invite_staff(
     message: Message,
     command: CommandObject,
-    session: AsyncSession,
+    session: Session,
     account: Account,
     admin_scope: str,
     bot: Bot,
@@ -161,15 +133,12 @@ async def invite_staff(
             else _("Usage: /undang_mitra ORGANISATION-CODE")
         )
         return
-    try:
-        if role == Role.AGENT and not await _ewarong_in_scope(session, code, admin_scope):
-            raise ValueError(code)  # unknown, or outside this admin's region
-        if role == Role.PARTNER and admin_scope:
-            raise ValueError(code)  # partners cover regions: national admins invite them
+    try:  # unknown, inactive, or outside this admin's region
         payload = await invites.create_invite(
-            session, role, code, created_by=account.telegram_id, now=ctx.now()
-        )
-    except ValueError:
+            session, role, code, created_by=account.telegram_id, now=ctx.now(),
+            inviter_scope=admin_scope,
+        )  # fmt: skip
+    except invites.InviteError:
         await message.answer(
             _("No active e-Warong has that code.")
             if role == Role.AGENT
@@ -206,7 +175,7 @@ def _telegram_id(text: str) -> int | None:
 async def remove_member(
     message: Message,
     command: CommandObject,
-    session: AsyncSession,
+    session: Session,
     account: Account,
     admin_scope: str,
     ctx: AppContext,
@@ -236,7 +205,7 @@ async def remove_member(
 async def remove_admin(
     message: Message,
     command: CommandObject,
-    session: AsyncSession,
+    session: Session,
     account: Account,
     admin_scope: str,
     ctx: AppContext,
@@ -268,7 +237,7 @@ async def remove_admin(
 async def deactivate(
     message: Message,
     command: CommandObject,
-    session: AsyncSession,
+    session: Session,
     account: Account,
     admin_scope: str,
     ctx: AppContext,
@@ -298,14 +267,14 @@ async def deactivate(
 async def napza_outcome(
     query: CallbackQuery,
     callback_data: AdminOutcomeCB,
-    session: AsyncSession,
+    session: Session,
     account: Account,
     ctx: AppContext,
     bot: Bot,
     i18n: I18n,
 ) -> None:
     """An escalated Napza request: the admin records what was arranged, which closes it."""
-    if callback_data.outcome not in napza.CHOSEN_OUTCOMES or not 0 < callback_data.request < 2**63:
+    if callback_data.outcome not in CHOSEN_OUTCOMES or not 0 < callback_data.request < 2**63:
         raise SkipHandler()
     request = await napza.close_escalated(
         session, callback_data.request, account.telegram_id, callback_data.outcome, ctx.now()
@@ -316,89 +285,37 @@ async def napza_outcome(
 
 
 async def statistics(
-    message: Message, session: AsyncSession, account: Account, admin_scope: str, locale: str,
+    message: Message, session: Session, account: Account, admin_scope: str, locale: str,
     ctx: AppContext,
 ) -> None:  # fmt: skip
     """Linked KPM by programme and region, today's redemptions, referrals, broadcasts."""
-    now = ctx.now()
-    figures = await stats.overview(session, admin_scope, now)
-    number = partial(format_decimal, format="#,##0", locale=locale)
-    area = escape(await region_name(session, admin_scope) or admin_scope) if admin_scope else None
-    lines = [
-        _("<b>Statistics for {area}</b>").format(area=area or _("the whole country")),
-        _("Linked KPM families: {linked} (PKH {pkh}, BPNT {bpnt})").format(
-            linked=number(figures.linked), pkh=number(figures.pkh), bpnt=number(figures.bpnt)
-        ),
-    ]
-    for line in figures.regions:
-        name = escape(await region_name(session, line.code) or line.code)
-        lines.append(
-            f"• {name}: {number(line.linked)} (PKH {number(line.pkh)}, BPNT {number(line.bpnt)})"
-        )
-    lines.append(
-        _("BPNT redemptions today: {count}, {amount}").format(
-            count=number(figures.redemptions_today),
-            amount=money(figures.redeemed_today, locale),
-        )
-    )
-    lines.append(
-        _("Open Napza referrals: {open} (overdue: {overdue})").format(
-            open=number(figures.open_referrals), overdue=number(figures.overdue_referrals)
-        )
-    )
-    if figures.broadcasts:
-        lines.append(_("Broadcasts in progress:"))
-        for broadcast in figures.broadcasts:
-            lines.append(
-                f"• #{broadcast.id} {texts.AUDIENCE_NAMES[broadcast.audience]}: "
-                f"{texts.BROADCAST_STATUS_NAMES[broadcast.status]}"
-            )
-    else:
-        lines.append(_("No broadcasts in progress."))
+    figures = await stats.overview(session, admin_scope, ctx.now())
     await audit.record(session, "admin.statistics", actor=account.telegram_id, subject_type="scope",
                        subject_id=admin_scope or "national")  # fmt: skip
-    await message.answer("\n".join(lines))
+    await message.answer(views.statistics(figures, locale))
 
 
 async def pending_referrals(
-    message: Message, session: AsyncSession, account: Account, admin_scope: str,
+    message: Message, session: Session, account: Account, admin_scope: str,
     locale: str, ctx: AppContext,
 ) -> None:  # fmt: skip
     """Open Napza referrals in the admin's region, escalated first; no requester identity."""
-    now = ctx.now()
-    requests = await stats.pending_referrals(session, admin_scope, now)
+    items = await stats.pending_referrals(session, admin_scope, ctx.now())
     await audit.record(
         session, "napza.pending_listed", actor=account.telegram_id, subject_type="scope",
-        subject_id=admin_scope or "national", count=len(requests),
+        subject_id=admin_scope or "national", count=len(items),
     )  # fmt: skip
-    if not requests:
+    if not items:
         await message.answer(_("There are no pending Napza referrals in your area."))
         return
-    for request in requests:
-        region = escape(await region_name(session, request.region_code) or request.region_code)
-        text = _(
-            "<b>{ticket}</b> — {status}\nHelp: {help}, {urgency}\nRegion: {region}\n"
-            "Waiting since {since}"
-        ).format(
-            ticket=request.ticket, status=texts.REQUEST_STATUS_NAMES[request.status],
-            help=texts.HELP_TYPE_NAMES[request.help_type],
-            urgency=texts.URGENCY_NAMES[request.urgent], region=region,
-            since=local_datetime(request.created_at, locale, request.region_code),
-        )  # fmt: skip
-        if request.status == "routing" and request.sla_due_at and request.sla_due_at < now:
-            text += "\n" + _("The partner has not answered in time.")
-        markup = (
-            keyboards.rows(
-                [
-                    (str(label), AdminOutcomeCB(request=request.id, outcome=key).pack())
-                    for key, label in texts.OUTCOME_NAMES.items()
-                    if key in napza.CHOSEN_OUTCOMES
-                ]
-            )
-            if request.status == "escalated"
-            else None
+    for item in items:
+        escalated = item.request.status == RequestStatus.ESCALATED
+        await message.answer(
+            views.pending_referral(item, locale),
+            reply_markup=keyboards.napza_outcomes(item.request.id, admin=True)
+            if escalated
+            else None,
         )
-        await message.answer(text, reply_markup=markup)
 
 
 async def invite_help(message: Message, admin_scope: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 from html import escape
@@ -16,17 +15,21 @@ from aiogram.types import BufferedInputFile, CallbackQuery, Message
 from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from infra import metrics
 from models import Account, EWarong
 from models.enums import Role
-from services.bpnt import shopping
+from services import Session
+from services.bpnt import counter, redemptions, reports
+from services.bpnt.codes import CODE_DIGITS
+from services.bpnt.counter import KKS_DIGITS, FamilyAtCounter, LookupResult
 from services.bpnt.ewarongs import get_ewarong
-from services.bpnt.shopping import (
+from services.bpnt.redemptions import (
+    FOOD_ITEMS,
     BasketLine,
     ConfirmResult,
-    LookupResult,
+    Durability,
+    Receipt,
     RedemptionDraft,
     basket_total,
     parse_amount,
@@ -34,17 +37,23 @@ from services.bpnt.shopping import (
 )
 from services.identity import clean_digits
 from tg import keyboards, texts
-from tg.callbacks import AttestCB, BasketCB, ConfirmCB, alert
+from tg.callbacks import (
+    Answer,
+    AttestCB,
+    BasketAction,
+    BasketCB,
+    ConfirmCB,
+    add_stale_handler,
+    alert,
+)
 from tg.context import AppContext
 from tg.filters import HasRole
-from tg.formatting import long_date
+from tg.formatting import long_date, money
 from tg.states import RedeemFlow
-from tg.views import kpm as views
+from tg.views import bpnt as views
 
 log = logging.getLogger(__name__)
 MAX_INPUT = 64
-# After a failed COMMIT, when to look (on a fresh connection) whether it happened.
-AFTER_FAILED_COMMIT_DELAYS = (0.0, 0.5, 1.0, 2.0)
 
 
 def _lines(data: dict[str, Any]) -> list[BasketLine]:
@@ -52,7 +61,7 @@ def _lines(data: dict[str, Any]) -> list[BasketLine]:
 
 
 async def _active_ewarong(
-    message: Message, state: FSMContext, session: AsyncSession, account: Account, code: str
+    message: Message, state: FSMContext, session: Session, account: Account, code: str
 ) -> EWarong | None:
     """The agent's e-Warong, or None after saying it is deactivated (the flow ends)."""
     ewarong = await get_ewarong(session, code)
@@ -69,7 +78,7 @@ async def _active_ewarong(
 async def new_redemption(
     message: Message,
     state: FSMContext,
-    session: AsyncSession,
+    session: Session,
     account: Account,
     agent_scope: str,
     ctx: AppContext,
@@ -151,7 +160,7 @@ async def _refused_at_counter(
 async def _usable_ewarong(
     message: Message,
     state: FSMContext,
-    session: AsyncSession,
+    session: Session,
     account: Account,
     agent_scope: str,
     ctx: AppContext,
@@ -170,7 +179,7 @@ async def _usable_ewarong(
 async def identify(
     message: Message,
     state: FSMContext,
-    session: AsyncSession,
+    session: Session,
     account: Account,
     agent_scope: str,
     locale: str,
@@ -178,7 +187,7 @@ async def identify(
 ) -> None:
     text = message.text or ""
     digits = clean_digits(text) if len(text) <= MAX_INPUT else ""
-    if not digits.isdecimal() or len(digits) not in (shopping.CODE_DIGITS, shopping.KKS_DIGITS):
+    if not digits.isdecimal() or len(digits) not in (CODE_DIGITS, KKS_DIGITS):
         await message.answer(
             _("Please type a 12-digit shopping code or a 16-digit KKS number."),
             reply_markup=keyboards.cancel_only(_("Code or KKS number")),
@@ -187,7 +196,7 @@ async def identify(
     ewarong = await _usable_ewarong(message, state, session, account, agent_scope, ctx)
     if ewarong is None:
         return
-    if len(digits) == shopping.KKS_DIGITS:  # nothing is looked up before the NIK digits
+    if len(digits) == KKS_DIGITS:  # nothing is looked up before the NIK digits
         await state.set_state(RedeemFlow.kks_nik)
         await state.update_data(kks_hash=ctx.hasher.kks(digits))
         await message.answer(
@@ -198,14 +207,14 @@ async def identify(
             reply_markup=keyboards.cancel_only(_("Last 4 digits of the NIK")),
         )
         return
-    family = await shopping.find_by_code(session, digits, ctx.hasher, ctx.now(), ewarong)
+    family = await counter.find_by_code(session, digits, ctx.hasher, ctx.now(), ewarong)
     await _at_counter(message, state, account, agent_scope, ewarong, family, locale, ctx)
 
 
 async def kks_nik(
     message: Message,
     state: FSMContext,
-    session: AsyncSession,
+    session: Session,
     account: Account,
     agent_scope: str,
     locale: str,
@@ -223,7 +232,7 @@ async def kks_nik(
     if ewarong is None:
         return
     data = await state.get_data()
-    family = await shopping.find_by_kks(
+    family = await counter.find_by_kks(
         session, data["kks_hash"], digits, ewarong, agent=account.telegram_id, now=ctx.now(),
         monthly_cap=ctx.settings.kks_redemptions_per_month,
     )  # fmt: skip
@@ -236,7 +245,7 @@ async def _at_counter(
     account: Account,
     agent_scope: str,
     ewarong: EWarong,
-    family: shopping.FamilyAtCounter,
+    family: FamilyAtCounter,
     locale: str,
     ctx: AppContext,
 ) -> None:
@@ -251,7 +260,7 @@ async def _at_counter(
     await state.set_data(
         {
             "ewarong": agent_scope, "ewarong_name": ewarong.name, "region": ewarong.village_code,
-            "family": family.beneficiary_id, "lines": [], "key": shopping.new_idempotency_key(),
+            "family": family.beneficiary_id, "lines": [], "key": redemptions.new_idempotency_key(),
             "masked": family.masked_name, "balance": family.balance,
             "code_id": family.shopping_code_id, "attested": family.agent_attested,
         }
@@ -273,7 +282,7 @@ async def _at_counter(
 
 
 async def _open_basket(
-    message: Message, state: FSMContext, family: shopping.FamilyAtCounter, locale: str
+    message: Message, state: FSMContext, family: FamilyAtCounter, locale: str
 ) -> None:
     await state.set_state(RedeemFlow.basket)
     await message.answer(
@@ -282,7 +291,7 @@ async def _open_basket(
     )
     await message.answer(
         views.basket(family.masked_name, family.balance, [], locale),
-        reply_markup=keyboards.basket(shopping.FOOD_ITEMS),
+        reply_markup=keyboards.basket(FOOD_ITEMS),
     )
 
 
@@ -298,49 +307,56 @@ async def attest_press(
     if not isinstance(query.message, Message):
         return
     await query.message.edit_reply_markup(reply_markup=None)
-    family = shopping.FamilyAtCounter(
+    family = FamilyAtCounter(
         LookupResult.FOUND, beneficiary_id=data["family"], masked_name=data["masked"],
         balance=data["balance"], agent_attested=True,
     )  # fmt: skip
     await _open_basket(query.message, state, family, locale)
 
 
-async def basket_press(
-    query: CallbackQuery,
-    callback_answer: CallbackAnswer,
-    callback_data: BasketCB,
-    state: FSMContext,
-    account: Account,
-    locale: str,
-) -> None:
-    data = await state.get_data()
+async def _basket_data(state: FSMContext) -> dict[str, Any]:
+    """The flow's data when the basket is open; a press at any other step is stale."""
     if await state.get_state() != RedeemFlow.basket.state:
         raise SkipHandler()
-    action = callback_data.action
-    if action == "item" and callback_data.item in shopping.FOOD_ITEMS:
-        await state.update_data(item=callback_data.item)
-        await state.set_state(RedeemFlow.item_amount)
-        await _say(
-            query,
-            _(
-                "{item}: type quantity × unit price (for example <code>2 x 15000</code>) "
-                "or the amount (for example <code>30000</code>)."
-            ).format(item=texts.FOOD_NAMES[callback_data.item]),
-        )
-    elif action == "total":
-        await state.set_state(RedeemFlow.total_amount)
-        await _say(query, _("Type the total amount of the purchase in rupiah, e.g. 150000."))
-    elif action == "done":
-        lines = _lines(data)
-        if not lines:
-            alert(callback_answer, _("Add at least one item first."))
-            return
-        await _show_summary(query, state, data, lines, locale)
-    elif action == "cancel":
-        await state.clear()
-        await _back_to_menu(query, account, _("Transaction cancelled. Nothing was charged."))
-    else:
+    return await state.get_data()
+
+
+async def item_press(query: CallbackQuery, callback_data: BasketCB, state: FSMContext) -> None:
+    await _basket_data(state)
+    if callback_data.item not in FOOD_ITEMS:
         raise SkipHandler()
+    await state.update_data(item=callback_data.item)
+    await state.set_state(RedeemFlow.item_amount)
+    await _say(
+        query,
+        _(
+            "{item}: type quantity × unit price (for example <code>2 x 15000</code>) "
+            "or the amount (for example <code>30000</code>)."
+        ).format(item=texts.FOOD_NAMES[callback_data.item]),
+    )
+
+
+async def total_press(query: CallbackQuery, state: FSMContext) -> None:
+    await _basket_data(state)
+    await state.set_state(RedeemFlow.total_amount)
+    await _say(query, _("Type the total amount of the purchase in rupiah, e.g. 150000."))
+
+
+async def done_press(
+    query: CallbackQuery, callback_answer: CallbackAnswer, state: FSMContext, locale: str
+) -> None:
+    data = await _basket_data(state)
+    lines = _lines(data)
+    if not lines:
+        alert(callback_answer, _("Add at least one item first."))
+        return
+    await _show_summary(query, state, data, lines, locale)
+
+
+async def basket_cancel_press(query: CallbackQuery, state: FSMContext, account: Account) -> None:
+    await _basket_data(state)
+    await state.clear()
+    await _back_to_menu(query, account, _("Transaction cancelled. Nothing was charged."))
 
 
 async def _back_to_menu(query: CallbackQuery, account: Account, text: str) -> None:
@@ -377,8 +393,6 @@ async def _show_summary(
 
 
 def _over_balance(data: dict[str, Any], lines: list[BasketLine], locale: str) -> str | None:
-    from tg.formatting import money
-
     if basket_total(lines) > data["balance"]:
         return _("That is more than the available balance ({balance}).").format(
             balance=money(data["balance"], locale)
@@ -402,7 +416,7 @@ async def item_amount(message: Message, state: FSMContext, locale: str) -> None:
     await state.set_state(RedeemFlow.basket)
     await message.answer(
         views.basket(data["masked"], data["balance"], lines, locale),
-        reply_markup=keyboards.basket(shopping.FOOD_ITEMS),
+        reply_markup=keyboards.basket(FOOD_ITEMS),
     )
 
 
@@ -426,12 +440,31 @@ async def flow_wrong_input(message: Message) -> None:
     )
 
 
+async def _summary_data(
+    callback_answer: CallbackAnswer,
+    callback_data: ConfirmCB,
+    state: FSMContext,
+    session: Session,
+    agent_scope: str,
+) -> dict[str, Any] | None:
+    """The flow's data when this press is on the summary being shown. A press on an old
+    summary says "already confirmed" if it was this e-Warong's (None), else it is stale."""
+    data = await state.get_data()
+    shown = await state.get_state() == RedeemFlow.summary.state
+    if shown and data.get("key") == callback_data.key:
+        return data
+    if await redemptions.confirmed_at(session, callback_data.key, agent_scope):
+        alert(callback_answer, _("This transaction was already confirmed."))
+        return None
+    raise SkipHandler()
+
+
 async def confirm_press(
     query: CallbackQuery,
     callback_answer: CallbackAnswer,
     callback_data: ConfirmCB,
     state: FSMContext,
-    session: AsyncSession,
+    session: Session,
     account: Account,
     agent_scope: str,
     locale: str,
@@ -439,17 +472,8 @@ async def confirm_press(
     bot: Bot,
     i18n: I18n,
 ) -> None:
-    data = await state.get_data()
-    current = await state.get_state() == RedeemFlow.summary.state and data.get("key") == (
-        callback_data.key
-    )
-    if not current:
-        await _stale_confirm(query, callback_answer, session, callback_data.key, agent_scope)
-        return
-    if callback_data.action != "yes":
-        await state.clear()
-        await _close(query, _("Transaction cancelled. Nothing was charged."))
-        await _back_to_menu(query, account, _("Ready for the next transaction."))
+    data = await _summary_data(callback_answer, callback_data, state, session, agent_scope)
+    if data is None:
         return
     draft = RedemptionDraft(
         key=data["key"],
@@ -459,65 +483,46 @@ async def confirm_press(
         lines=tuple(_lines(data)),
         shopping_code_id=data.get("code_id"),
         agent_attested=bool(data.get("attested")),
-        kks_month=shopping.kks_month(ctx.now(), data["region"]),
+        kks_month=counter.kks_month(ctx.now(), data["region"]),
         kks_cap=ctx.settings.kks_redemptions_per_month,
     )
-    outcome = await shopping.confirm(session, draft, ctx.now())
-    receipt = None
-    if outcome.redemption is not None and outcome.redemption.idempotency_key == draft.key:
-        # Confirmed now, or by an earlier press of this summary whose answer was lost.
-        receipt = await shopping.receipt(session, outcome.redemption)
-    # The money is saved before anyone is told; from here on, messages are best effort
-    # and a failed one can no longer undo a purchase both sides were shown.
-    try:
-        await session.commit()
-    except Exception as error:  # the database went away during COMMIT: did it happen?
-        log.warning("a redemption's commit failed: %s", type(error).__name__)
-        await _rollback(session)
-        known, receipt = await _receipt_after_failed_commit(ctx, draft.key)
-        if receipt is None:  # the summary stays: Confirm again, never charged twice
-            await _say(query, _not_through(known))
-            return
-    if outcome.result is ConfirmResult.CONFIRMED:
+    # Saved (committed) before anyone is told; from here on, messages are best effort.
+    done = await redemptions.confirm_durably(session, ctx.sessionmaker, draft, ctx.now())
+    if done.durability is not Durability.SAVED:  # the summary stays: Confirm again
+        await _say(query, _not_through(done.durability is Durability.NOT_THROUGH))
+        return
+    if done.result is ConfirmResult.CONFIRMED:
         metrics.REDEMPTIONS.inc()
     try:
         await state.clear()
     except Exception as error:  # Redis went away: the sale stands, the flow state expires
         log.warning("after a confirmation, clearing the flow failed: %s", type(error).__name__)
     try:
-        if receipt is not None:
-            await _close(query, views.receipt(receipt, data["masked"], locale))
-            await _send_family_receipt(bot, i18n, receipt, data["masked"])
+        if done.receipt is not None:
+            await _close(query, views.receipt(done.receipt, data["masked"], locale))
+            await _send_family_receipt(bot, i18n, done.receipt, data["masked"])
         else:
-            await _close(query, _refusal(outcome.result))
+            await _close(query, _refusal(done.result))
         await _back_to_menu(query, account, _("Ready for the next transaction."))
     except Exception as error:
         log.warning("after a confirmation, a message failed: %s", type(error).__name__)
 
 
-async def _rollback(session: AsyncSession) -> None:
-    try:
-        await session.rollback()
-    except Exception as error:  # the connection is gone; the server rolled back itself
-        log.warning("rollback failed: %s", type(error).__name__)
-
-
-async def _receipt_after_failed_commit(
-    ctx: AppContext, key: str
-) -> tuple[bool, shopping.Receipt | None]:
-    """Look the idempotency key up on a fresh connection, waiting a little for the
-    database to come back: (whether we know, the receipt if it went through)."""
-    for delay in AFTER_FAILED_COMMIT_DELAYS:
-        await asyncio.sleep(delay)
-        try:
-            async with ctx.sessionmaker() as session:
-                redemption = await shopping.redemption_by_key(session, key)
-                if redemption is None:
-                    return True, None
-                return True, await shopping.receipt(session, redemption)
-        except Exception as error:
-            log.warning("checking a redemption after a failed commit: %s", type(error).__name__)
-    return False, None
+async def cancel_press(
+    query: CallbackQuery,
+    callback_answer: CallbackAnswer,
+    callback_data: ConfirmCB,
+    state: FSMContext,
+    session: Session,
+    account: Account,
+    agent_scope: str,
+) -> None:
+    data = await _summary_data(callback_answer, callback_data, state, session, agent_scope)
+    if data is None:
+        return
+    await state.clear()
+    await _close(query, _("Transaction cancelled. Nothing was charged."))
+    await _back_to_menu(query, account, _("Ready for the next transaction."))
 
 
 def _not_through(known: bool) -> str:
@@ -550,30 +555,13 @@ def _refusal(result: ConfirmResult) -> str:
     }[result]
 
 
-async def _stale_confirm(
-    query: CallbackQuery,
-    callback_answer: CallbackAnswer,
-    session: AsyncSession,
-    key: str,
-    agent_scope: str,
-) -> None:
-    """A press on an old summary: "already confirmed" if it was this e-Warong's, else invalid."""
-    done = await shopping.redemption_by_key(session, key)
-    if done is not None and done.ewarong_code == agent_scope:
-        alert(callback_answer, _("This transaction was already confirmed."))
-    else:
-        raise SkipHandler()
-
-
 async def _close(query: CallbackQuery, text: str) -> None:
     """Replace the summary (and its buttons) with the outcome."""
     if isinstance(query.message, Message):
         await query.message.edit_text(text)
 
 
-async def _send_family_receipt(
-    bot: Bot, i18n: I18n, receipt: shopping.Receipt, masked: str
-) -> None:
+async def _send_family_receipt(bot: Bot, i18n: I18n, receipt: Receipt, masked: str) -> None:
     """The family's copy, in its language, with "Not me / report"."""
     if receipt.family_account is None:
         return
@@ -588,32 +576,32 @@ async def _send_family_receipt(
 
 
 async def _todays_report(
-    message: Message, session: AsyncSession, agent_scope: str, ctx: AppContext
-) -> shopping.DayReport | None:
+    message: Message, session: Session, agent_scope: str, ctx: AppContext
+) -> reports.DayReport | None:
     """Today's report of the agent's e-Warong (its own time zone), or None after telling why."""
     ewarong = await get_ewarong(session, agent_scope)
     if ewarong is None:
         await message.answer(_("Your e-Warong is not in the register any more."))
         return None
-    day = shopping.local_day(ctx.now(), ewarong.village_code)
-    return await shopping.day_report(session, ewarong, day)
+    day = reports.local_day(ctx.now(), ewarong.village_code)
+    return await reports.day_report(session, ewarong, day)
 
 
 async def today(
-    message: Message, session: AsyncSession, agent_scope: str, locale: str, ctx: AppContext
+    message: Message, session: Session, agent_scope: str, locale: str, ctx: AppContext
 ) -> None:
     if report := await _todays_report(message, session, agent_scope, ctx):
         await message.answer(views.day_report(report, locale))
 
 
 async def export(
-    message: Message, session: AsyncSession, agent_scope: str, locale: str, ctx: AppContext
+    message: Message, session: Session, agent_scope: str, locale: str, ctx: AppContext
 ) -> None:
     report = await _todays_report(message, session, agent_scope, ctx)
     if report is None:
         return
     ewarong, day = report.ewarong, report.day
-    content = await shopping.export_csv(session, report)
+    content = await reports.export_csv(session, report)
     await message.answer_document(
         BufferedInputFile(content, filename=f"redemptions-{ewarong.code}-{day.isoformat()}.csv"),
         caption=_("Transactions of {day}: {count}").format(
@@ -637,10 +625,18 @@ def create_router() -> Router:
     router.message.register(item_amount, agent, RedeemFlow.item_amount, F.text)
     router.message.register(total_amount, agent, RedeemFlow.total_amount, F.text)
     router.message.register(flow_wrong_input, agent, StateFilter(RedeemFlow))
-    router.callback_query.register(basket_press, agent, BasketCB.filter())
-    router.callback_query.register(confirm_press, agent, ConfirmCB.filter())
+    basket = BasketCB.filter
+    router.callback_query.register(item_press, agent, basket(F.action == BasketAction.ITEM))
+    router.callback_query.register(total_press, agent, basket(F.action == BasketAction.TOTAL))
+    router.callback_query.register(done_press, agent, basket(F.action == BasketAction.DONE))
+    router.callback_query.register(
+        basket_cancel_press, agent, basket(F.action == BasketAction.CANCEL)
+    )
+    router.callback_query.register(confirm_press, agent, ConfirmCB.filter(F.action == Answer.YES))
+    router.callback_query.register(cancel_press, agent, ConfirmCB.filter(F.action == Answer.NO))
     router.message.register(today, agent, F.text == texts.BTN_TODAY)
     router.message.register(export, agent, F.text == texts.BTN_EXPORT)
     for label in (texts.BTN_NEW_REDEMPTION, texts.BTN_TODAY, texts.BTN_EXPORT):
         router.message.register(not_an_agent, F.text == label)
+    add_stale_handler(router, AttestCB, BasketCB, ConfirmCB)
     return router

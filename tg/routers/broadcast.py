@@ -13,25 +13,26 @@ from html import escape
 from aiogram import Bot, F, Router
 from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.filters import Command
+from aiogram.filters.callback_data import CallbackQueryFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import gettext as _
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Account
 from models.enums import Role
+from services import Session
 from services.accounts import SUPPORTED_LOCALES
 from services.broadcasts import store as broadcasts
 from services.broadcasts.store import Action, Audience
 from services.regions import in_scope, region_name, timezone_for, zone_abbreviation
 from tg import keyboards, texts
-from tg.callbacks import BroadcastCB, ComposeCB
+from tg.callbacks import BroadcastAction, BroadcastCB, ComposeCB, ComposeStep, add_stale_handler
 from tg.context import AppContext
 from tg.filters import HasRole
 from tg.formatting import local_datetime
-from tg.notify.broadcasts import progress_text
 from tg.states import BroadcastFlow
+from tg.views.broadcasts import progress_text
 
 REGION_CODE_RE = re.compile(r"^\d{2}(\.\d{2}(\.\d{2}(\.\d{4})?)?)?$")
 WHEN_RE = re.compile(r"^(?:(\d{1,2})[-/.](\d{1,2})[-/.](\d{4})\s+)?(\d{1,2})[:.](\d{2})$")
@@ -51,11 +52,11 @@ async def start(message: Message, state: FSMContext) -> None:
     )
     await message.answer(
         _("Who should receive it?"),
-        reply_markup=keyboards.compose_choices("aud", texts.AUDIENCE_NAMES),
+        reply_markup=keyboards.compose_choices(ComposeStep.AUDIENCE, texts.AUDIENCE_NAMES),
     )
 
 
-async def _scope_label(session: AsyncSession, scope: str) -> str:
+async def _scope_label(session: Session, scope: str) -> str:
     if not scope:
         return _("the whole country")
     return escape(await region_name(session, scope) or scope)
@@ -65,10 +66,10 @@ async def choose_audience(
     query: CallbackQuery,
     callback_data: ComposeCB,
     state: FSMContext,
-    session: AsyncSession,
+    session: Session,
     admin_scope: str,
 ) -> None:
-    if callback_data.step != "aud" or callback_data.value not in broadcasts.AUDIENCES:
+    if callback_data.value not in broadcasts.AUDIENCES:
         raise SkipHandler()
     await state.update_data(audience=callback_data.value)
     await state.set_state(BroadcastFlow.region)
@@ -80,7 +81,7 @@ async def choose_audience(
             "or press the button to reach all of {scope}."
         ).format(example=admin_scope + ".01" if admin_scope else "32.04",
                  scope=await _scope_label(session, admin_scope)),
-        reply_markup=keyboards.compose_choices("region", {"all": _("All of my area")}),
+        reply_markup=keyboards.compose_choices(ComposeStep.REGION, {"all": _("All of my area")}),
     )  # fmt: skip
 
 
@@ -89,14 +90,14 @@ async def _ask_language(message: Message, state: FSMContext, prefix: str) -> Non
     await state.set_state(BroadcastFlow.language)
     await message.answer(
         _("In which language should people read it?"),
-        reply_markup=keyboards.compose_choices("lang", _language_names()),
+        reply_markup=keyboards.compose_choices(ComposeStep.LANGUAGE, _language_names()),
     )
 
 
 async def region_all(
     query: CallbackQuery, callback_data: ComposeCB, state: FSMContext, admin_scope: str
 ) -> None:
-    if callback_data.step != "region" or callback_data.value != "all":
+    if callback_data.value != "all":
         raise SkipHandler()
     assert isinstance(query.message, Message)
     await query.message.edit_reply_markup(reply_markup=None)
@@ -104,7 +105,7 @@ async def region_all(
 
 
 async def region_typed(
-    message: Message, state: FSMContext, session: AsyncSession, admin_scope: str
+    message: Message, state: FSMContext, session: Session, admin_scope: str
 ) -> None:
     code = (message.text or "").strip()
     if not REGION_CODE_RE.match(code):
@@ -121,7 +122,7 @@ async def region_typed(
 async def choose_language(
     query: CallbackQuery, callback_data: ComposeCB, state: FSMContext
 ) -> None:
-    if callback_data.step != "lang" or callback_data.value not in ("all", *SUPPORTED_LOCALES):
+    if callback_data.value not in ("all", *SUPPORTED_LOCALES):
         raise SkipHandler()
     await state.update_data(language=None if callback_data.value == "all" else callback_data.value)
     await state.set_state(BroadcastFlow.message)
@@ -152,7 +153,9 @@ async def _ask_versions(message: Message, state: FSMContext) -> None:
             "Got it. You may add a separate version for people who read another language; "
             "everyone else gets this one."
         ),
-        reply_markup=keyboards.compose_choices("ver", {**missing, "done": _("Continue")}),
+        reply_markup=keyboards.compose_choices(
+            ComposeStep.VERSION, {**missing, "done": _("Continue")}
+        ),
     )
 
 
@@ -160,7 +163,7 @@ async def message_received(
     message: Message,
     state: FSMContext,
     bot: Bot,
-    session: AsyncSession,
+    session: Session,
     admin_scope: str,
     locale: str,
 ) -> None:
@@ -180,14 +183,12 @@ async def choose_version(
     callback_data: ComposeCB,
     state: FSMContext,
     bot: Bot,
-    session: AsyncSession,
+    session: Session,
     locale: str,
 ) -> None:
     data = await state.get_data()
     value = callback_data.value
-    if callback_data.step != "ver" or (
-        value != "done" and (value not in SUPPORTED_LOCALES or value in data.get("versions", {}))
-    ):
+    if value != "done" and (value not in SUPPORTED_LOCALES or value in data.get("versions", {})):
         raise SkipHandler()
     assert isinstance(query.message, Message)
     await query.message.edit_reply_markup(reply_markup=None)
@@ -218,7 +219,7 @@ def _audience(data: dict[str, object]) -> Audience:
 
 
 async def _preview(
-    message: Message, state: FSMContext, bot: Bot, session: AsyncSession, locale: str
+    message: Message, state: FSMContext, bot: Bot, session: Session, locale: str
 ) -> None:
     data = await state.get_data()
     audience = _audience(data)
@@ -249,7 +250,8 @@ async def _preview(
             count=count,
         ),
         reply_markup=keyboards.compose_choices(
-            "go", {"now": _("Send now"), "later": _("Schedule"), "cancel": _("Cancel")}
+            ComposeStep.CONFIRM,
+            {"now": _("Send now"), "later": _("Schedule"), "cancel": _("Cancel")},
         ),
     )
 
@@ -257,7 +259,7 @@ async def _preview(
 async def _store(
     message: Message,
     state: FSMContext,
-    session: AsyncSession,
+    session: Session,
     account: Account,
     ctx: AppContext,
     locale: str,
@@ -293,13 +295,13 @@ async def confirm(
     query: CallbackQuery,
     callback_data: ComposeCB,
     state: FSMContext,
-    session: AsyncSession,
+    session: Session,
     account: Account,
     ctx: AppContext,
     locale: str,
     admin_scope: str,
 ) -> None:
-    if callback_data.step != "go" or callback_data.value not in ("now", "later", "cancel"):
+    if callback_data.value not in ("now", "later", "cancel"):
         raise SkipHandler()
     assert isinstance(query.message, Message)
     await query.message.edit_reply_markup(reply_markup=None)
@@ -343,7 +345,7 @@ def parse_when(text: str, now: datetime, region: str | None) -> datetime | None:
 async def schedule_typed(
     message: Message,
     state: FSMContext,
-    session: AsyncSession,
+    session: Session,
     account: Account,
     ctx: AppContext,
     locale: str,
@@ -377,27 +379,18 @@ async def control(
     query: CallbackQuery,
     callback_answer: CallbackAnswer,
     callback_data: BroadcastCB,
-    session: AsyncSession,
+    session: Session,
     account: Account,
     ctx: AppContext,
     locale: str,
     admin_scope: str,
 ) -> None:
     """Pause, resume or cancel from the progress message (re-checked: state and scope)."""
-    actions = {"pause": Action.PAUSE, "resume": Action.RESUME, "cancel": Action.CANCEL}
-    action = actions.get(callback_data.action)
-    broadcast = (
-        await broadcasts.change(
-            session,
-            callback_data.id,
-            action,
-            admin=account.telegram_id,
-            scope=admin_scope,
-            now=ctx.now(),
-        )
-        if action is not None
-        else None
-    )
+    action = CONTROL_ACTIONS[callback_data.action]
+    broadcast = await broadcasts.change(
+        session, callback_data.id, action, admin=account.telegram_id, scope=admin_scope,
+        now=ctx.now(),
+    )  # fmt: skip
     if broadcast is None:
         raise SkipHandler()
     progress = await broadcasts.progress(session, broadcast.id)
@@ -414,25 +407,39 @@ async def control(
         )
 
 
+CONTROL_ACTIONS = {
+    BroadcastAction.PAUSE: Action.PAUSE,
+    BroadcastAction.RESUME: Action.RESUME,
+    BroadcastAction.CANCEL: Action.CANCEL,
+}
+
+
 def create_router() -> Router:
     router = Router(name="broadcast")
     admin = HasRole(Role.ADMIN)
     router.message.register(start, admin, F.text == texts.BTN_BROADCAST)
     router.message.register(start, admin, Command("siaran"))
+
+    def step(name: ComposeStep) -> CallbackQueryFilter:
+        return ComposeCB.filter(F.step == name)
+
     router.callback_query.register(
-        choose_audience, admin, BroadcastFlow.audience, ComposeCB.filter()
+        choose_audience, admin, BroadcastFlow.audience, step(ComposeStep.AUDIENCE)
     )
-    router.callback_query.register(region_all, admin, BroadcastFlow.region, ComposeCB.filter())
+    router.callback_query.register(
+        region_all, admin, BroadcastFlow.region, step(ComposeStep.REGION)
+    )
     router.message.register(region_typed, admin, BroadcastFlow.region, F.text)
     router.callback_query.register(
-        choose_language, admin, BroadcastFlow.language, ComposeCB.filter()
+        choose_language, admin, BroadcastFlow.language, step(ComposeStep.LANGUAGE)
     )
     router.message.register(message_received, admin, BroadcastFlow.message)
     router.callback_query.register(
-        choose_version, admin, BroadcastFlow.versions, ComposeCB.filter()
+        choose_version, admin, BroadcastFlow.versions, step(ComposeStep.VERSION)
     )
     router.message.register(version_received, admin, BroadcastFlow.version)
-    router.callback_query.register(confirm, admin, BroadcastFlow.confirm, ComposeCB.filter())
+    router.callback_query.register(confirm, admin, BroadcastFlow.confirm, step(ComposeStep.CONFIRM))
     router.message.register(schedule_typed, admin, BroadcastFlow.schedule, F.text)
     router.callback_query.register(control, admin, BroadcastCB.filter())
+    add_stale_handler(router, ComposeCB, BroadcastCB)
     return router

@@ -12,15 +12,14 @@ from aiogram.types import CallbackQuery, Message
 from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Account
 from models.enums import Role
-from services import accounts, invites
+from services import Session, accounts, invites
 from services.accounts import role_scope
 from services.invites import InviteResult
 from tg import keyboards, texts
-from tg.callbacks import LanguageCB, alert
+from tg.callbacks import LanguageCB, add_stale_handler, alert
 from tg.context import AppContext
 from tg.filters import LostRole
 from tg.menus import set_admin_menu
@@ -58,7 +57,7 @@ async def start(
     message: Message,
     command: CommandObject,
     state: FSMContext,
-    session: AsyncSession,
+    session: Session,
     account: Account,
     ctx: AppContext,
     bot: Bot,
@@ -78,7 +77,7 @@ async def start(
 
 
 async def _accept_invite(
-    message: Message, session: AsyncSession, account: Account, payload: str, ctx: AppContext
+    message: Message, session: Session, account: Account, payload: str, ctx: AppContext
 ) -> None:
     """A deep link `t.me/<bot>?start=inv_...` binds this account to a staff role."""
     outcome = await invites.accept_invite(session, payload, account.telegram_id, ctx.now())
@@ -117,7 +116,7 @@ async def choose_language(message: Message) -> None:
 async def set_language(
     query: CallbackQuery,
     callback_data: LanguageCB,
-    session: AsyncSession,
+    session: Session,
     account: Account,
     i18n: I18n,
 ) -> None:
@@ -135,7 +134,7 @@ async def set_language(
             )
 
 
-async def stop_broadcasts(message: Message, session: AsyncSession, account: Account) -> None:
+async def stop_broadcasts(message: Message, session: Session, account: Account) -> None:
     """/berhenti: no more announcements; receipts and replies still come."""
     await accounts.set_broadcasts(session, account, wanted=False)
     await message.answer(
@@ -146,7 +145,7 @@ async def stop_broadcasts(message: Message, session: AsyncSession, account: Acco
     )
 
 
-async def resume_broadcasts(message: Message, session: AsyncSession, account: Account) -> None:
+async def resume_broadcasts(message: Message, session: Session, account: Account) -> None:
     """/langganan: announcements again."""
     await accounts.set_broadcasts(session, account, wanted=True)
     await message.answer(_("You will receive announcements again. /berhenti stops them."))
@@ -167,4 +166,5 @@ def create_router() -> Router:
     router.message.register(choose_language, Command("bahasa", "settings", "language"))
     router.message.register(choose_language, F.text == texts.BTN_LANGUAGE)
     router.callback_query.register(set_language, LanguageCB.filter())
+    add_stale_handler(router, LanguageCB)
     return router

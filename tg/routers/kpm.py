@@ -13,10 +13,9 @@ from aiogram.fsm.state import State
 from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Account
-from services import accounts
+from services import Session, accounts
 from services.identity import (
     clean_digits,
     mask_name,
@@ -28,7 +27,7 @@ from services.regions import timezone_for
 from services.registry import activation, linking, status
 from services.registry.linking import LinkClaim, LinkOutcome, LinkResult, link_account
 from tg import keyboards, texts
-from tg.callbacks import EraseCB
+from tg.callbacks import Answer, EraseCB, add_stale_handler
 from tg.context import AppContext
 from tg.notify.napza import tell_staff_cancelled
 from tg.states import EraseFlow, LinkFlow
@@ -133,7 +132,7 @@ async def link_nik_wrong(message: Message) -> None:
 async def link_birth_date(
     message: Message,
     state: FSMContext,
-    session: AsyncSession,
+    session: Session,
     account: Account,
     ctx: AppContext,
 ) -> None:
@@ -192,7 +191,7 @@ async def activation_nik(message: Message, state: FSMContext, ctx: AppContext) -
 async def activation_code(
     message: Message,
     state: FSMContext,
-    session: AsyncSession,
+    session: Session,
     account: Account,
     ctx: AppContext,
 ) -> None:
@@ -257,7 +256,7 @@ async def _link_outcome(
 
 
 async def show_status(
-    message: Message, session: AsyncSession, account: Account, locale: str, ctx: AppContext
+    message: Message, session: Session, account: Account, locale: str, ctx: AppContext
 ) -> None:
     beneficiary = await accounts.linked_beneficiary(session, account)
     if beneficiary is None:
@@ -294,16 +293,8 @@ async def erase_ask(message: Message, state: FSMContext) -> None:
     )
 
 
-async def erase_answer(
-    query: CallbackQuery,
-    callback_data: EraseCB,
-    state: FSMContext,
-    session: AsyncSession,
-    account: Account,
-    ctx: AppContext,
-    bot: Bot,
-    i18n: I18n,
-) -> None:
+async def _erase_confirmation(state: FSMContext, callback_data: EraseCB) -> None:
+    """Go on only for the confirmation this account was shown last (token in the FSM)."""
     data = await state.get_data()
     # Compared as bytes: compare_digest refuses non-ASCII str (a forged token like "é").
     valid = await state.get_state() == EraseFlow.confirm.state and secrets.compare_digest(
@@ -313,16 +304,29 @@ async def erase_answer(
     if not valid:
         raise SkipHandler()
     await state.clear()
-    message = query.message if isinstance(query.message, Message) else None
-    if callback_data.action != "yes":
-        if message:
-            await message.edit_text(_("Nothing was deleted."))
-        return
-    withdrawn = await accounts.erase(session, account, ctx.now())
-    await session.commit()  # erased before anyone is told that the requester withdrew
-    if message:
-        await message.edit_text(_("Your data has been deleted and this account is unlinked."))
-        await message.answer(
+
+
+async def erase_keep(query: CallbackQuery, callback_data: EraseCB, state: FSMContext) -> None:
+    await _erase_confirmation(state, callback_data)
+    if isinstance(query.message, Message):
+        await query.message.edit_text(_("Nothing was deleted."))
+
+
+async def erase_confirmed(
+    query: CallbackQuery,
+    callback_data: EraseCB,
+    state: FSMContext,
+    session: Session,
+    account: Account,
+    ctx: AppContext,
+    bot: Bot,
+    i18n: I18n,
+) -> None:
+    await _erase_confirmation(state, callback_data)
+    withdrawn = await accounts.erase(session, account, ctx.now())  # committed
+    if isinstance(query.message, Message):
+        await query.message.edit_text(_("Your data has been deleted and this account is unlinked."))
+        await query.message.answer(
             _("Goodbye. Press /start whenever you want to use the service again."),
             reply_markup=ReplyKeyboardRemove(),
         )
@@ -351,5 +355,7 @@ def create_router() -> Router:
     router.message.register(show_status, F.text == texts.BTN_STATUS)
     router.message.register(erase_ask, Command("hapus", "delete"))
     router.message.register(erase_ask, F.text == texts.BTN_ERASE)
-    router.callback_query.register(erase_answer, EraseCB.filter())
+    router.callback_query.register(erase_confirmed, EraseCB.filter(F.action == Answer.YES))
+    router.callback_query.register(erase_keep, EraseCB.filter(F.action == Answer.NO))
+    add_stale_handler(router, EraseCB)
     return router

@@ -14,15 +14,15 @@ from aiogram.types import CallbackQuery, Message
 from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import Account, Redemption
-from services import accounts
-from services.bpnt import shopping
-from services.bpnt.ewarongs import get_ewarong, nearest
-from services.bpnt.shopping import CodeResult, DisputeResult
+from models import Account
+from services import Session, accounts
+from services.bpnt import codes, disputes, ledger
+from services.bpnt.codes import CodeResult
+from services.bpnt.disputes import DisputeResult
+from services.bpnt.ewarongs import nearest
 from tg import keyboards, texts
-from tg.callbacks import DisputeCB, LockCB, alert
+from tg.callbacks import DisputeCB, LockCB, add_stale_handler, alert
 from tg.context import AppContext
 from tg.formatting import local_datetime, money
 from tg.states import NearbyFlow
@@ -30,7 +30,7 @@ from tg.states import NearbyFlow
 log = logging.getLogger(__name__)
 
 
-async def _linked_or_explain(message: Message, session: AsyncSession, account: Account):  # type: ignore[no-untyped-def]
+async def _linked_or_explain(message: Message, session: Session, account: Account):  # type: ignore[no-untyped-def]
     beneficiary = await accounts.linked_beneficiary(session, account)
     if beneficiary is None:
         await message.answer(
@@ -43,12 +43,12 @@ async def _linked_or_explain(message: Message, session: AsyncSession, account: A
 
 
 async def shopping_code(
-    message: Message, session: AsyncSession, account: Account, locale: str, ctx: AppContext
+    message: Message, session: Session, account: Account, locale: str, ctx: AppContext
 ) -> None:
     beneficiary = await _linked_or_explain(message, session, account)
     if beneficiary is None:
         return
-    issued = await shopping.issue_code(session, beneficiary, ctx.hasher, ctx.now())
+    issued = await codes.issue_code(session, beneficiary, ctx.hasher, ctx.now())
     if issued.result is CodeResult.NOT_BPNT:
         await message.answer(_("Shopping codes are for BPNT/Sembako families only."))
         return
@@ -67,18 +67,18 @@ async def shopping_code(
             "Valid for 10 minutes (until {until}). Show it to the e-Warong agent when you pay. "
             "Never give it to anyone else. A new code cancels this one."
         ).format(
-            code=shopping.shown_code(issued.code),
+            code=codes.shown_code(issued.code),
             until=local_datetime(issued.expires_at, locale, beneficiary.village_code),
         ),
         reply_markup=keyboards.main_menu(account),
     )
 
 
-async def shopping_lock(message: Message, session: AsyncSession, account: Account) -> None:
+async def shopping_lock(message: Message, session: Session, account: Account) -> None:
     beneficiary = await _linked_or_explain(message, session, account)
     if beneficiary is None:
         return
-    _balance, locked, _frozen = await shopping.wallet_state(session, beneficiary.id)
+    _balance, locked, _frozen = await ledger.wallet_state(session, beneficiary.id)
     text = (
         _("Shopping is <b>locked</b>: no code or KKS number gets any purchase through.")
         if locked
@@ -91,11 +91,11 @@ async def shopping_lock(message: Message, session: AsyncSession, account: Accoun
 
 
 async def lock_press(
-    query: CallbackQuery, callback_data: LockCB, session: AsyncSession, account: Account
+    query: CallbackQuery, callback_data: LockCB, session: Session, account: Account
 ) -> None:
     if account.beneficiary_id is None:
         raise SkipHandler()
-    await shopping.set_family_lock(
+    await ledger.set_family_lock(
         session, account.beneficiary_id, callback_data.locked, actor=account.telegram_id
     )
     text = (
@@ -125,7 +125,7 @@ async def nearby_ask(message: Message, state: FSMContext) -> None:
 
 
 async def nearby_answer(
-    message: Message, state: FSMContext, session: AsyncSession, account: Account | None
+    message: Message, state: FSMContext, session: Session, account: Account | None
 ) -> None:
     assert message.location is not None
     await state.clear()
@@ -162,7 +162,7 @@ async def dispute_press(
     query: CallbackQuery,
     callback_answer: CallbackAnswer,
     callback_data: DisputeCB,
-    session: AsyncSession,
+    session: Session,
     account: Account,
     ctx: AppContext,
     bot: Bot,
@@ -170,7 +170,7 @@ async def dispute_press(
 ) -> None:
     if account.beneficiary_id is None:
         raise SkipHandler()
-    result = await shopping.dispute(
+    result = await disputes.dispute(
         session, callback_data.redemption, account.beneficiary_id, account.telegram_id, ctx.now()
     )
     if result is DisputeResult.NOT_YOURS:
@@ -189,12 +189,12 @@ async def dispute_press(
     await _alert_admins(bot, i18n, session, callback_data.redemption)
 
 
-async def _alert_admins(bot: Bot, i18n: I18n, session: AsyncSession, redemption_id: int) -> None:
+async def _alert_admins(bot: Bot, i18n: I18n, session: Session, redemption_id: int) -> None:
     """Tell the admins covering the e-Warong's region, each in their language."""
-    redemption = await session.get(Redemption, redemption_id)
-    ewarong = await get_ewarong(session, redemption.ewarong_code) if redemption else None
-    if redemption is None or ewarong is None:
+    found = await disputes.sale_with_ewarong(session, redemption_id)
+    if found is None:
         return
+    redemption, ewarong = found
     for admin in await accounts.admins_for_region(session, ewarong.village_code):
         locale = accounts.locale_for(admin, admin.language_code)
         with i18n.use_locale(locale):
@@ -223,4 +223,5 @@ def create_router() -> Router:
     router.message.register(nearby_answer, StateFilter(None, NearbyFlow.location), F.location)
     router.message.register(nearby_wrong, NearbyFlow.location)
     router.callback_query.register(dispute_press, DisputeCB.filter())
+    add_stale_handler(router, LockCB, DisputeCB)
     return router

@@ -1,8 +1,10 @@
-"""Partner organisations' staff: accept or decline a request, chat through the bot, close."""
+"""Partner organisations' staff: accept or decline a request, chat through the bot, close.
+
+One handler per button (`PartnerCB.action`); each acts only for the partner the request
+is offered to or owned by, and only when that staff member belongs to it.
+"""
 
 from __future__ import annotations
-
-from html import escape
 
 from aiogram import Bot, F, Router
 from aiogram.dispatcher.event.bases import SkipHandler
@@ -10,144 +12,150 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import I18n
-from aiogram.utils.i18n import gettext as _
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import Account
-from models.enums import Role
-from services.napza import requests as napza
-from services.napza.requests import AcceptResult
-from tg import keyboards, texts
-from tg.callbacks import OutcomeCB, PartnerCB, alert
+from models import Account, HelpRequest
+from models.enums import CHOSEN_OUTCOMES, RequestStatus, Role
+from services import Session
+from services.napza import actions
+from services.napza.actions import AcceptResult
+from services.napza.common import current_partner
+from services.napza.routing import SlaPolicy
+from tg import keyboards
+from tg.callbacks import OutcomeCB, PartnerAction, PartnerCB, add_stale_handler, alert
 from tg.context import AppContext
 from tg.filters import HasRole
-from tg.notify.napza import announce_closed, close_notices, send_deliveries, tell_requester_accepted
-from tg.routers.napza import relay, relay_wrong, sla_policy
+from tg.notify.napza import (
+    close_notices,
+    send_deliveries,
+    tell_requester_accepted,
+    tell_requester_closed,
+)
+from tg.routers.napza import relay, relay_wrong
 from tg.states import RelayFlow
+from tg.views import napza as views
 
 
-async def _acting_partner(session: AsyncSession, account: Account, request_id: int) -> str | None:
-    """The partner this staff member acts for on this request (staff may serve several)."""
-    current = await napza.current_partner(session, request_id)
+async def _acting_partner(session: Session, account: Account, request_id: int) -> str:
+    """The partner this staff member acts for on this request (staff may serve several);
+    a stale button when the request is not offered to or owned by one of theirs."""
+    current = await current_partner(session, request_id)
     mine = {role.scope for role in account.roles if role.role == Role.PARTNER}
-    return current if current in mine else None
+    if current is None or current not in mine:
+        raise SkipHandler()
+    return current
 
 
-async def partner_action(
+async def _accepted_case(
+    session: Session, account: Account, request_id: int, ctx: AppContext
+) -> HelpRequest:
+    """The accepted request this staff member's partner owns (viewing it is audited)."""
+    partner_code = await _acting_partner(session, account, request_id)
+    request = await actions.request_for_partner(
+        session, request_id, partner_code, account.telegram_id, ctx.now()
+    )
+    if request is None or request.status != RequestStatus.ACCEPTED:
+        raise SkipHandler()
+    return request
+
+
+async def accept_offer(
     query: CallbackQuery,
     callback_answer: CallbackAnswer,
     callback_data: PartnerCB,
-    state: FSMContext,
-    session: AsyncSession,
+    session: Session,
     account: Account,
-    partner_scope: str,
     ctx: AppContext,
     bot: Bot,
     i18n: I18n,
 ) -> None:
-    request_id, action = callback_data.request, callback_data.action
-    partner_scope = await _acting_partner(session, account, request_id)
-    if partner_scope is None:
-        raise SkipHandler()
-    if action == "accept":
-        await _accept(
-            query, callback_answer, session, account, partner_scope, request_id, ctx, bot, i18n
-        )
-    elif action == "decline":
-        delivery = await napza.decline(
-            session, request_id, partner_scope, account.telegram_id, sla_policy(ctx), ctx.now()
-        )
-        if delivery is None:
-            raise SkipHandler()
-        await send_deliveries(bot, i18n, session, [delivery])
-    elif action == "reply":
-        request = await napza.request_for_partner(
-            session, request_id, partner_scope, account.telegram_id, ctx.now()
-        )
-        if request is None or request.status != "accepted":
-            raise SkipHandler()
-        await state.set_state(RelayFlow.partner)
-        await state.update_data(request=request_id)
-        if isinstance(query.message, Message):
-            await query.message.answer(
-                _("Type your message for the requester of {ticket}; it goes through the bot. "
-                  "/batal ends the chat.").format(ticket=request.ticket),
-                reply_markup=keyboards.cancel_only(),
-            )  # fmt: skip
-    elif action == "close":
-        request = await napza.request_for_partner(
-            session, request_id, partner_scope, account.telegram_id, ctx.now()
-        )
-        if request is None or request.status != "accepted":
-            raise SkipHandler()
-        if isinstance(query.message, Message):
-            await query.message.answer(
-                _("Outcome of {ticket}?").format(ticket=request.ticket),
-                reply_markup=keyboards.rows(
-                    [
-                        (str(label), OutcomeCB(request=request_id, outcome=key).pack())
-                        for key, label in texts.OUTCOME_NAMES.items()
-                        if key in napza.CHOSEN_OUTCOMES
-                    ]
-                ),
-            )
-    else:
-        raise SkipHandler()
-
-
-async def _accept(
-    query: CallbackQuery,
-    callback_answer: CallbackAnswer,
-    session: AsyncSession,
-    account: Account,
-    partner_scope: str,
-    request_id: int,
-    ctx: AppContext,
-    bot: Bot,
-    i18n: I18n,
-) -> None:
-    outcome = await napza.accept(session, request_id, partner_scope, account.telegram_id, ctx.now())
+    request_id = callback_data.request
+    partner_code = await _acting_partner(session, account, request_id)
+    outcome = await actions.accept(
+        session, request_id, partner_code, account.telegram_id, ctx.now()
+    )
     if outcome.result is AcceptResult.TAKEN:
-        alert(callback_answer, _("A colleague has already taken this request."))
+        alert(callback_answer, views.colleague_took_it())
         return
     if outcome.result is not AcceptResult.ACCEPTED or outcome.request is None:
         raise SkipHandler()
     request = outcome.request
-    name = escape(query.from_user.first_name)
-    await close_notices(
-        bot, i18n, session, request, lambda: _("Taken by {name}.").format(name=name)
-    )
+    name = query.from_user.first_name
+    await close_notices(bot, i18n, session, request, lambda: views.taken_by(name))
     if isinstance(query.message, Message):
         await query.message.answer(
-            _("You took {ticket}. The requester has been told how to reach you.").format(
-                ticket=request.ticket
-            ),
-            reply_markup=keyboards.rows(
-                [
-                    (_("Reply"), PartnerCB(action="reply", request=request_id).pack()),
-                    (_("Close the case"), PartnerCB(action="close", request=request_id).pack()),
-                ]
-            ),
+            views.you_took(request.ticket), reply_markup=keyboards.napza_case(request_id)
         )
     await tell_requester_accepted(bot, i18n, session, request)
+
+
+async def decline_offer(
+    query: CallbackQuery,
+    callback_data: PartnerCB,
+    session: Session,
+    account: Account,
+    ctx: AppContext,
+    bot: Bot,
+    i18n: I18n,
+) -> None:
+    request_id = callback_data.request
+    partner_code = await _acting_partner(session, account, request_id)
+    delivery = await actions.decline(
+        session,
+        request_id,
+        partner_code,
+        account.telegram_id,
+        SlaPolicy.from_settings(ctx.settings),
+        ctx.now(),
+    )
+    if delivery is None:
+        raise SkipHandler()
+    await send_deliveries(bot, i18n, session, [delivery])
+
+
+async def open_chat(
+    query: CallbackQuery,
+    callback_data: PartnerCB,
+    state: FSMContext,
+    session: Session,
+    account: Account,
+    ctx: AppContext,
+) -> None:
+    request = await _accepted_case(session, account, callback_data.request, ctx)
+    await state.set_state(RelayFlow.partner)
+    await state.update_data(request=request.id)
+    if isinstance(query.message, Message):
+        await query.message.answer(
+            views.partner_chat_opened(request.ticket), reply_markup=keyboards.cancel_only()
+        )
+
+
+async def ask_outcome(
+    query: CallbackQuery,
+    callback_data: PartnerCB,
+    session: Session,
+    account: Account,
+    ctx: AppContext,
+) -> None:
+    request = await _accepted_case(session, account, callback_data.request, ctx)
+    if isinstance(query.message, Message):
+        await query.message.answer(
+            views.ask_outcome(request.ticket), reply_markup=keyboards.napza_outcomes(request.id)
+        )
 
 
 async def outcome_chosen(
     query: CallbackQuery,
     callback_data: OutcomeCB,
     state: FSMContext,
-    session: AsyncSession,
+    session: Session,
     account: Account,
-    partner_scope: str,
     ctx: AppContext,
     bot: Bot,
     i18n: I18n,
 ) -> None:
-    partner_scope = await _acting_partner(session, account, callback_data.request) or ""
-    if callback_data.outcome not in napza.CHOSEN_OUTCOMES or not partner_scope:
-        raise SkipHandler()
-    request = await napza.close(
-        session, callback_data.request, partner_scope, account.telegram_id,
+    partner_code = await _acting_partner(session, account, callback_data.request)
+    request = await actions.close(
+        session, callback_data.request, partner_code, account.telegram_id,
         callback_data.outcome, ctx.now(),
     )  # fmt: skip
     if request is None:
@@ -156,11 +164,35 @@ async def outcome_chosen(
     await announce_closed(query, bot, i18n, session, request)
 
 
+async def announce_closed(
+    query: CallbackQuery, bot: Bot, i18n: I18n, session: Session, request: HelpRequest
+) -> None:
+    """After a partner (or an admin, `tg.routers.admin`) closed a case: say so in place of
+    the outcome buttons, and tell the requester."""
+    if isinstance(query.message, Message) and request.outcome:
+        await query.message.edit_text(views.case_closed(request))
+    await tell_requester_closed(bot, i18n, session, request)
+
+
 def create_router() -> Router:
     router = Router(name="partner")
     staff = HasRole(Role.PARTNER)
-    router.callback_query.register(partner_action, staff, PartnerCB.filter())
-    router.callback_query.register(outcome_chosen, staff, OutcomeCB.filter())
+    router.callback_query.register(
+        accept_offer, staff, PartnerCB.filter(F.action == PartnerAction.ACCEPT)
+    )
+    router.callback_query.register(
+        decline_offer, staff, PartnerCB.filter(F.action == PartnerAction.DECLINE)
+    )
+    router.callback_query.register(
+        open_chat, staff, PartnerCB.filter(F.action == PartnerAction.REPLY)
+    )
+    router.callback_query.register(
+        ask_outcome, staff, PartnerCB.filter(F.action == PartnerAction.CLOSE)
+    )
+    router.callback_query.register(
+        outcome_chosen, staff, OutcomeCB.filter(F.outcome.in_(CHOSEN_OUTCOMES))
+    )
     router.message.register(relay, staff, RelayFlow.partner, F.text, ~F.text.startswith("/"))
     router.message.register(relay_wrong, staff, RelayFlow.partner)
+    add_stale_handler(router, PartnerCB, OutcomeCB)
     return router

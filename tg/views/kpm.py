@@ -6,7 +6,6 @@ Everything interpolated from data is HTML-escaped here.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from html import escape
 from typing import Any
 
@@ -14,7 +13,7 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 
 from models import Beneficiary, LedgerEntry
-from services.bpnt.shopping import BasketLine, DayReport, Receipt, basket_total
+from models.enums import DisbursementStatus
 from services.identity import mask_name, mask_nik
 from services.registry.status import AidStatus, BpntStatus, PkhStatus, StageLine
 from tg import texts
@@ -121,7 +120,7 @@ def _stage_line(line: StageLine, locale: str) -> str:
     if line.amount is not None:
         parts.append(money(line.amount, locale))
     text = " — ".join(parts)
-    if line.date is not None and line.status == "disalurkan":
+    if line.date is not None and line.status == DisbursementStatus.DISALURKAN:
         text += f" ({long_date(line.date, locale)})"
     return text
 
@@ -199,104 +198,6 @@ def locked(seconds: float) -> str:
         "Too many attempts that did not match. For your safety, linking is locked for "
         "{minutes} more minutes. Please try again later."
     ).format(minutes=minutes)
-
-
-# ---------------------------------------------------------------------------
-# Shopping at e-Warongs
-
-
-def basket_lines(lines: Sequence[BasketLine], locale: str) -> list[str]:
-    return [
-        f"• {escape(str(texts.FOOD_NAMES.get(line.item, line.item)))} "
-        f"{line.quantity} × {money(line.unit_price, locale)} = {money(line.subtotal, locale)}"
-        for line in lines
-    ]
-
-
-def family_at_counter(masked: str, balance: int, attested: bool, locale: str) -> str:
-    text = _("KPM: <b>{name}</b>\nAvailable balance: <b>{balance}</b>").format(
-        name=escape(masked), balance=money(balance, locale)
-    )
-    if attested:
-        text += "\n" + _(
-            "Identified by KKS number: this transaction is recorded as attested by you, the agent."
-        )
-    return text
-
-
-def basket(masked: str, balance: int, lines: Sequence[BasketLine], locale: str) -> str:
-    parts = [
-        _("KPM: <b>{name}</b> — balance {balance}").format(
-            name=escape(masked), balance=money(balance, locale)
-        )
-    ]
-    if lines:
-        parts += basket_lines(lines, locale)
-        parts.append(_("Total: <b>{amount}</b>").format(amount=money(basket_total(lines), locale)))
-    parts.append(_("Pick a food item, or press Done."))
-    return "\n".join(parts)
-
-
-def redemption_summary(
-    ewarong: str, masked: str, balance: int, lines: Sequence[BasketLine], locale: str
-) -> str:
-    total = basket_total(lines)
-    return "\n".join(
-        [
-            _("<b>Check before confirming</b>"),
-            _("e-Warong: {name}").format(name=escape(ewarong)),
-            _("KPM: {name}").format(name=escape(masked)),
-            *basket_lines(lines, locale),
-            _("Total: <b>{amount}</b>").format(amount=money(total, locale)),
-            _("Balance after: {amount}").format(amount=money(balance - total, locale)),
-        ]
-    )
-
-
-def receipt(r: Receipt, masked: str, locale: str) -> str:
-    lines = [redemption_line(dict(item)) for item in r.redemption.items]
-    return "\n".join(
-        [
-            _("<b>Receipt #{id}</b>").format(id=r.redemption.id),
-            _("e-Warong: {name}").format(name=escape(r.ewarong.name)),
-            _("KPM: {name}").format(name=escape(masked)),
-            *basket_lines(lines, locale),
-            _("Total: <b>{amount}</b>").format(amount=money(r.redemption.total, locale)),
-            _("Remaining balance: {amount}").format(
-                amount=money(r.redemption.balance_after, locale)
-            ),
-            _("Time: {when}").format(
-                when=local_datetime(r.redemption.created_at, locale, r.region_code)
-            ),
-        ]
-    )
-
-
-def redemption_line(item: dict[str, Any]) -> BasketLine:
-    return BasketLine(str(item["item"]), int(item["quantity"]), int(item["unit_price"]))
-
-
-def day_report(report: DayReport, locale: str) -> str:
-    title = _("<b>Transactions on {day}</b> — {name}").format(
-        day=long_date(report.day, locale), name=escape(report.ewarong.name)
-    )
-    if not report.redemptions:
-        return title + "\n" + _("No transactions yet today.")
-    rows = []
-    for r in report.redemptions:
-        when = local_datetime(r.created_at, locale, report.ewarong.village_code).split()[-2]
-        flag = ""
-        if r.reversed_at:
-            flag = " " + _("(reversed)")
-        elif r.disputed_at:
-            flag = " " + _("(disputed)")
-        rows.append(f"#{r.id} {when} — {money(r.total, locale)}{flag}")
-    rows.append(
-        _("{count} transactions, total {amount}").format(
-            count=len(report.redemptions), amount=money(report.total, locale)
-        )
-    )
-    return title + "\n" + "\n".join(rows)
 
 
 ROLE_NAMES = {
