@@ -60,7 +60,10 @@ run: install
 
 ## The whole suite: SQLite + memory by default; PostgreSQL + Redis when
 ## TEST_DATABASE_URL / TEST_REDIS_URL are set (CI sets both).
+PACKAGES := bot tg services infra models sandbox migrations
+
 test: install
+	$(BIN)/python -m compileall -q $(PACKAGES)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
@@ -73,6 +76,7 @@ fuzz: install
 		FUZZ_RANDOM=$${FUZZ_RANDOM:-1} $(BIN)/pytest -q -s tests/test_fuzz.py
 
 lint: install
+	$(BIN)/python -m compileall -q $(PACKAGES)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 

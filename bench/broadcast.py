@@ -167,7 +167,7 @@ async def start_emulator(
     return process, line.split(" ", 1)[1]
 
 
-async def control(http: aiohttp.ClientSession, base: str, method: str, path: str, **kw):  # type: ignore[no-untyped-def]
+async def control(http: aiohttp.ClientSession, base: str, method: str, path: str, **kw):
     async with http.request(method, f"{base}/control{path}", **kw) as response:
         body = await response.json()
     if not body.get("ok"):
@@ -219,7 +219,7 @@ async def run_once(
     try:
         while True:
             async with create_sessionmaker(engine)() as session:
-                status = (await session.get(Broadcast, broadcast_id)).status  # type: ignore[union-attr]
+                status = (await session.get(Broadcast, broadcast_id)).status
             if status == "done":
                 break
             if time.perf_counter() - started > 3 * recipients / PAID_RATE + 120:

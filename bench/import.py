@@ -218,7 +218,7 @@ async def timed_import(
     importer = import_beneficiaries if kind == "people" else import_disbursements
     kwargs = {"today": TODAY} if kind == "people" else {}
     started = time.perf_counter()
-    report = await importer(sessionmaker, path, HASHER, **kwargs)  # type: ignore[operator]
+    report = await importer(sessionmaker, path, HASHER, **kwargs)
     seconds = time.perf_counter() - started
     assert report.ok, report.errors[:5]
     return seconds, report

@@ -107,7 +107,7 @@ async def replies(http: aiohttp.ClientSession, base: str) -> int:
 
 
 async def timed_round(
-    http: aiohttp.ClientSession, base: str, make: Callable[[], tuple[Dispatcher, Bot, dict]],  # type: ignore[type-arg]
+    http: aiohttp.ClientSession, base: str, make: Callable[[], tuple[Dispatcher, Bot, dict]],
     users: int, per_user: int, expected: int | None,
 ) -> tuple[float, int, int]:  # fmt: skip
     """Seconds to handle one round, updates handled, replies sent."""
@@ -153,10 +153,10 @@ async def bench(args: argparse.Namespace) -> int:
     )  # fmt: skip
     ctx = await create_context(settings)
 
-    def full() -> tuple[Dispatcher, Bot, dict]:  # type: ignore[type-arg]
+    def full() -> tuple[Dispatcher, Bot, dict]:
         return create_dispatcher(ctx), create_bot(settings), {}
 
-    def bare() -> tuple[Dispatcher, Bot, dict]:  # type: ignore[type-arg]
+    def bare() -> tuple[Dispatcher, Bot, dict]:
         return echo_dispatcher(), make_bot(base), {}
 
     try:

@@ -37,11 +37,11 @@ def create_engine(database_url: str, **kwargs: object) -> AsyncEngine:
         engine = create_async_engine(
             database_url,
             connect_args={"timeout": 30},
-            **kwargs,  # type: ignore[arg-type]
+            **kwargs,
         )
 
         @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        def _sqlite_pragmas(dbapi_connection, _record):
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA journal_mode=WAL")
@@ -56,14 +56,14 @@ def create_engine(database_url: str, **kwargs: object) -> AsyncEngine:
         kwargs.setdefault("connect_args", {"timeout": CONNECT_TIMEOUT})
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
-    return create_async_engine(database_url, **kwargs)  # type: ignore[arg-type]
+    return create_async_engine(database_url, **kwargs)
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-def alembic_config(database_url: str):  # type: ignore[no-untyped-def]
+def alembic_config(database_url: str):
     from alembic.config import Config
 
     config = Config()

@@ -89,7 +89,7 @@ class MemoryStore:
         self._values: dict[str, tuple[int, float]] = {}
 
     def _now(self) -> float:
-        return self._clock()  # type: ignore[operator,no-any-return]
+        return self._clock()
 
     def _live(self, key: str) -> tuple[int, float] | None:
         item = self._values.get(key)

@@ -38,7 +38,7 @@ def observe_broadcast(outcome: Outcome) -> None:
     BROADCAST_MESSAGES.labels(outcome=outcome.value).inc()
 
 
-def metrics_handler(sessionmaker: async_sessionmaker[AsyncSession]):  # type: ignore[no-untyped-def]
+def metrics_handler(sessionmaker: async_sessionmaker[AsyncSession]):
     """An aiohttp handler for GET /metrics that refreshes the database gauges first."""
     from services import stats
 

@@ -452,7 +452,7 @@ class WebChat:
         emulator = self.sandbox.emulator
         if emulator is None:
             raise web.HTTPServiceUnavailable(text="the sandbox is stopping")
-        queue: asyncio.Queue[dict[str, Any] | None] = emulator.subscribe(persona.telegram_id)  # type: ignore[assignment]
+        queue: asyncio.Queue[dict[str, Any] | None] = emulator.subscribe(persona.telegram_id)
         self._streams.add(queue)
         response = web.StreamResponse(
             headers={
@@ -477,7 +477,7 @@ class WebChat:
         except ConnectionResetError:
             pass
         finally:
-            emulator.unsubscribe(queue)  # type: ignore[arg-type]
+            emulator.unsubscribe(queue)
             self._streams.discard(queue)
         return response
 

@@ -228,7 +228,7 @@ async def accept_invite(
     ).one_or_none()
     if invite is None:
         return InviteOutcome(InviteResult.UNKNOWN)
-    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+    if claimed.rowcount != 1:
         result = InviteResult.USED if invite.used_at is not None else InviteResult.EXPIRED
         return InviteOutcome(result, invite.role, invite.scope)
     await _grant(session, telegram_id, invite.role, invite.scope)

@@ -14,8 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.cli import app
-from bot.cli.data import _console, _hasher, _with_database
+from bot.cli import app, common
 from infra.settings import load_settings
 from models.base import utcnow
 from services.identity import mask_nik
@@ -88,18 +87,18 @@ def activation_issue(
     """Issue one-time activation codes (single use, ACTIVATION_CODE_DAYS days) for families
     to link their Telegram account without a phone in the registry. All or nothing: if
     any NIK is refused, no code is issued."""
-    console = _console()
+    console = common.console()
     if (nik is None) == (file is None):
         console.print("[red]Give either one NIK or --file FILE.[/red]")
         raise typer.Exit(code=2)
-    niks = [(1, nik)] if nik is not None else _niks_of(file)  # type: ignore[arg-type]
+    niks = [(1, nik)] if nik is not None else _niks_of(file)
     if not niks:
         console.print("[red]The file holds no NIK.[/red]")
         raise typer.Exit(code=1)
     ttl = timedelta(days=load_settings().activation_code_days)
-    hasher = _hasher()
+    hasher = common.hasher()
 
-    async def work(sessionmaker: async_sessionmaker[AsyncSession]) -> list:  # type: ignore[type-arg]
+    async def work(sessionmaker: async_sessionmaker[AsyncSession]) -> list:
         now = utcnow()
         async with sessionmaker() as session, session.begin():
             results = await activation.issue_many(session, hasher, niks, now, ttl)
@@ -107,7 +106,7 @@ def activation_issue(
                 await session.rollback()
             return results
 
-    results = asyncio.run(_with_database(work))
+    results = asyncio.run(common.with_database(work))
     refused = [(line, item) for line, item in results if item.result is not IssueResult.ISSUED]
     if refused:
         table = Table(title=f"No code issued: {len(refused)} NIK(s) refused")
@@ -149,8 +148,8 @@ def account_unlink(
 ) -> None:
     """Unlink a family from its Telegram account (a changed phone, a takeover). The old
     account is told; the family can link again (with --issue-code: an activation code)."""
-    console = _console()
-    hasher = _hasher()
+    console = common.console()
+    hasher = common.hasher()
     ttl = timedelta(days=load_settings().activation_code_days)
 
     async def work(
@@ -164,7 +163,7 @@ def account_unlink(
                 issued = await activation.issue(session, hasher, nik, now, ttl)
             return outcome, issued
 
-    outcome, issued = asyncio.run(_with_database(work))
+    outcome, issued = asyncio.run(common.with_database(work))
     if outcome.result is UnlinkResult.NO_REASON:
         console.print("[red]--reason must say why (it is kept in the audit log).[/red]")
         raise typer.Exit(code=2)

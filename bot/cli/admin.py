@@ -9,8 +9,7 @@ import typer
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.cli import app
-from bot.cli.data import _console, _with_database
+from bot.cli import app, common
 from services import accounts, audit
 from services.regions import region_name
 
@@ -27,7 +26,7 @@ def admin_add(
     ] = None,
 ) -> None:
     """Make a Telegram account a national admin, or a regional one with --scope."""
-    console = _console()
+    console = common.console()
 
     async def work(sessionmaker: async_sessionmaker[AsyncSession]) -> str | bool:
         async with sessionmaker() as session, session.begin():
@@ -35,7 +34,7 @@ def admin_add(
                 return "unknown"
             return await accounts.grant_admin(session, telegram_id, scope, actor=None)
 
-    result = asyncio.run(_with_database(work))
+    result = asyncio.run(common.with_database(work))
     if result == "unknown":
         console.print(f"[red]No region has the code {scope!r}.[/red]")
         raise typer.Exit(code=1)
@@ -55,7 +54,7 @@ def audit_list(
     ] = None,
 ) -> None:
     """The newest audit events (ids and codes only; never personal data)."""
-    console = _console()
+    console = common.console()
 
     async def work(sessionmaker: async_sessionmaker[AsyncSession]) -> Table:
         async with sessionmaker() as session:
@@ -72,4 +71,4 @@ def audit_list(
             )
         return table
 
-    console.print(asyncio.run(_with_database(work)))
+    console.print(asyncio.run(common.with_database(work)))

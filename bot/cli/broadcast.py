@@ -11,8 +11,7 @@ import typer
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.cli import app
-from bot.cli.data import _console, _with_database
+from bot.cli import app, common
 from infra.settings import load_settings
 
 broadcast_app = typer.Typer(help="Broadcasts to KPM, agents and partners.", no_args_is_help=True)
@@ -59,8 +58,8 @@ def broadcast_status(
         lines += [f"  {count} × {html.unescape(error)}" for error, count in failures]
         return "\n".join(lines)
 
-    result = asyncio.run(_with_database(work))
+    result = asyncio.run(common.with_database(work))
     if result is None:
-        _console().print(f"[red]There is no broadcast #{broadcast_id}.[/red]")
+        common.console().print(f"[red]There is no broadcast #{broadcast_id}.[/red]")
         raise typer.Exit(code=1)
     typer.echo(result)

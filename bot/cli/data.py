@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.cli import app
-from infra.db import create_engine, create_sessionmaker, upgrade_database
+from bot.cli import app, common
+from bot.cli.common import print_report, progress_bar
+from infra.db import upgrade_database
 from infra.settings import load_settings
-from models import Base
-from services.identity import Hasher
 from services.imports.beneficiaries import import_beneficiaries
 from services.imports.csvfile import ImportReport
 from services.imports.disbursements import import_disbursements
@@ -39,85 +35,14 @@ import_app = typer.Typer(help="Import registry data from CSV files.", no_args_is
 app.add_typer(db_app, name="db")
 app.add_typer(import_app, name="import")
 
-MAX_ERRORS_SHOWN = 50
 DEMO_SHOWN = 8
-UPGRADE_HINT = "The database has no tables yet: run `bansos-bot db upgrade` first."
-
-T = TypeVar("T")
-Work = Callable[[async_sessionmaker[AsyncSession]], Awaitable[T]]
-
-
-def _console() -> Console:
-    """A console on the current stdout (created per command, so tests can capture it)."""
-    return Console(highlight=False)
-
-
-async def _tables_exist(sessionmaker: async_sessionmaker[AsyncSession]) -> bool:
-    """Whether the migrated schema is there (every model table exists)."""
-    async with sessionmaker() as session:
-        connection = await session.connection()
-        names = await connection.run_sync(lambda sync: set(inspect(sync).get_table_names()))
-    return set(Base.metadata.tables) <= names
-
-
-async def _with_database(work: Work[T]) -> T:
-    """Run `work` with a session factory for DATABASE_URL; exit with a hint if unmigrated."""
-    engine = create_engine(load_settings().database_url)
-    try:
-        sessionmaker = create_sessionmaker(engine)
-        if not await _tables_exist(sessionmaker):
-            _console().print(f"[red]{UPGRADE_HINT}[/red]")
-            raise typer.Exit(code=1)
-        return await work(sessionmaker)
-    finally:
-        await engine.dispose()
-
-
-@contextmanager
-def progress_bar(console: Console, label: str) -> Iterator[Callable[[int, int], None]]:
-    """A Rich progress bar; yields the `progress(done, total)` callback for services."""
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task(label, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
-
-
-def _hasher() -> Hasher:
-    """The NIK/phone/KKS hasher keyed by SECRET_KEY."""
-    return Hasher(load_settings().resolved_secret_key())
-
-
-def print_report(console: Console, report: ImportReport, what: str) -> None:
-    """Counts on success, or a table of the first errors and exit code 1."""
-    if report.ok:
-        console.print(
-            f"[green]{what}:[/green] {report.inserted} inserted, {report.updated} updated, "
-            f"{report.unchanged} unchanged."
-        )
-        return
-    table = Table(title=f"{what}: nothing imported, {report.error_count} problem(s)")
-    table.add_column("line", justify="right")
-    table.add_column("column")
-    table.add_column("reason")
-    shown = report.errors[:MAX_ERRORS_SHOWN]
-    for error in shown:
-        table.add_row(str(error.line), error.column or "", error.reason)
-    console.print(table)
-    if report.error_count > len(shown):
-        console.print(f"... and {report.error_count - len(shown)} more.")
-    raise typer.Exit(code=1)
 
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the database schema to the latest version."""
     upgrade_database(load_settings().database_url)
-    _console().print("[green]Database is up to date.[/green]")
+    common.console().print("[green]Database is up to date.[/green]")
 
 
 async def _import_regions(
@@ -142,7 +67,7 @@ def import_regions_command(
     ] = False,
 ) -> None:
     """Import Kemendagri regions (provinces, regencies, districts, villages)."""
-    console = _console()
+    console = common.console()
 
     async def work(sessionmaker: async_sessionmaker[AsyncSession]) -> int | None:
         if if_empty:
@@ -151,7 +76,7 @@ def import_regions_command(
                     return None
         return await _import_regions(sessionmaker, folder, console)
 
-    count = asyncio.run(_with_database(work))
+    count = asyncio.run(common.with_database(work))
     if count is None:
         console.print("Regions are already loaded.")
     else:
@@ -160,14 +85,14 @@ def import_regions_command(
 
 def _run_import(path: Path, what: str, importer: Callable[..., Awaitable[ImportReport]]) -> None:
     """Run one CSV importer with a progress bar and print its report."""
-    console = _console()
-    hasher = _hasher()
+    console = common.console()
+    hasher = common.hasher()
 
     async def work(sessionmaker: async_sessionmaker[AsyncSession]) -> ImportReport:
         with progress_bar(console, what) as progress:
             return await importer(sessionmaker, path, hasher, progress=progress)
 
-    print_report(console, asyncio.run(_with_database(work)), what)
+    print_report(console, asyncio.run(common.with_database(work)), what)
 
 
 FileArgument = Annotated[
@@ -218,8 +143,8 @@ def demo_command(
     """Fill the database with a synthetic registry and print identities to try."""
     from sandbox.demo import DemoError, generate_demo  # development tooling, not in the image
 
-    console = _console()
-    hasher = _hasher()
+    console = common.console()
+    hasher = common.hasher()
 
     async def work(sessionmaker: async_sessionmaker[AsyncSession]) -> list[DemoIdentity]:
         async with sessionmaker() as session:
@@ -231,7 +156,7 @@ def demo_command(
             return await generate_demo(sessionmaker, hasher, families=families, seed=seed)
 
     try:
-        identities = asyncio.run(_with_database(work))
+        identities = asyncio.run(common.with_database(work))
     except DemoError as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(code=1) from error

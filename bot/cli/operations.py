@@ -12,15 +12,9 @@ from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.cli import app
-from bot.cli.data import (
-    FileArgument,
-    _console,
-    _with_database,
-    import_app,
-    print_report,
-    progress_bar,
-)
+from bot.cli import app, common
+from bot.cli.common import print_report, progress_bar
+from bot.cli.data import FileArgument, import_app
 from infra.settings import Settings, load_settings
 from models.base import utcnow
 from models.enums import Role
@@ -61,13 +55,13 @@ BotUsernameOption = Annotated[
 @import_app.command("ewarongs")
 def import_ewarongs_command(file: FileArgument) -> None:
     """Import e-Warongs (code,name,village_code,address,latitude,longitude,bank)."""
-    console = _console()
+    console = common.console()
 
     async def work(sessionmaker: async_sessionmaker[AsyncSession]) -> ImportReport:
         with progress_bar(console, "e-Warongs") as progress:
             return await import_ewarongs(sessionmaker, file, progress=progress)
 
-    print_report(console, asyncio.run(_with_database(work)), "e-Warongs")
+    print_report(console, asyncio.run(common.with_database(work)), "e-Warongs")
 
 
 # --- invite ------------------------------------------------------------------------
@@ -89,7 +83,7 @@ async def _create(role: str, scope: str) -> CreatedInvite:
             try:
                 payload = await create_invite(session, role, scope, created_by=None, now=now)
             except InviteError as error:
-                _console().print(f"[red]Cannot create the invite:[/red] {escape(str(error))}")
+                common.console().print(f"[red]Cannot create the invite:[/red] {escape(str(error))}")
                 raise typer.Exit(code=1) from error
             region = None
             if role == Role.AGENT:
@@ -97,7 +91,7 @@ async def _create(role: str, scope: str) -> CreatedInvite:
                 region = ewarong.village_code if ewarong else None
         return CreatedInvite(payload, now + INVITE_TTL, region)
 
-    return await _with_database(work)
+    return await common.with_database(work)
 
 
 async def _ask_bot_username(settings: Settings) -> str | None:
@@ -142,7 +136,7 @@ def _expiry_text(expires_at: datetime, region_code: str | None) -> str:
 
 def _issue(role: str, scope: str, bot_username: str | None, who: str) -> None:
     """Create an invite and print the link (or the payload) and its expiry."""
-    console = _console()
+    console = common.console()
     created = asyncio.run(_create(role, scope))
     username = _bot_username(console, bot_username)
     hours = int(INVITE_TTL.total_seconds() // 3600)
@@ -195,7 +189,7 @@ def agent_remove(
     ewarong_code: Annotated[str, typer.Argument(help="The e-Warong's code")],
 ) -> None:
     """Take the agent role for an e-Warong away from a Telegram account."""
-    console = _console()
+    console = common.console()
 
     async def work(sessionmaker: async_sessionmaker[AsyncSession]) -> bool:
         async with sessionmaker() as session, session.begin():
@@ -204,7 +198,7 @@ def agent_remove(
             )
             return result is Revoked.DONE
 
-    if not asyncio.run(_with_database(work)):
+    if not asyncio.run(common.with_database(work)):
         console.print(f"[red]{telegram_id} is not an agent of e-Warong {ewarong_code}.[/red]")
         raise typer.Exit(code=1)
     console.print(f"[green]{telegram_id} is no longer an agent of e-Warong {ewarong_code}.[/green]")

@@ -11,8 +11,7 @@ from typing import Annotated
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.cli import app
-from bot.cli.data import _console, _with_database
+from bot.cli import app, common
 from services.bpnt import reports
 from services.bpnt.ewarongs import get_ewarong
 
@@ -29,7 +28,7 @@ def export_redemptions(
     ] = None,
 ) -> None:
     """One e-Warong's redemptions of one day, the same CSV agents get in chat."""
-    console = _console()
+    console = common.console()
     try:
         wanted = date.fromisoformat(day)
     except ValueError:
@@ -44,7 +43,7 @@ def export_redemptions(
             report = await reports.day_report(session, found, wanted)
             return await reports.export_csv(session, report)
 
-    content = asyncio.run(_with_database(work))
+    content = asyncio.run(common.with_database(work))
     if content is None:
         console.print(f"[red]No e-Warong with code {ewarong!r}.[/red]")
         raise typer.Exit(code=1)

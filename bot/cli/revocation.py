@@ -10,9 +10,8 @@ from typing import Annotated
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.cli import app
+from bot.cli import app, common
 from bot.cli.admin import admin_app
-from bot.cli.data import _console, _with_database
 from models.base import utcnow
 from services import revocation
 from services.revocation import Revoked
@@ -29,12 +28,12 @@ def _run(change: Callable[[AsyncSession], Awaitable[Revoked]], done: str, missin
     """Apply one change in a transaction and report it; exit 1 when there was nothing to
     change."""
 
-    async def work(sessionmaker) -> Revoked:  # type: ignore[no-untyped-def]
+    async def work(sessionmaker) -> Revoked:
         async with sessionmaker() as session, session.begin():
             return await change(session)
 
-    result = asyncio.run(_with_database(work))
-    console = _console()
+    result = asyncio.run(common.with_database(work))
+    console = common.console()
     if result is Revoked.DONE:
         console.print(f"[green]{done}[/green] (audited; the people affected are told).")
     elif result is Revoked.UNCHANGED:

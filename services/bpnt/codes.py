@@ -120,7 +120,7 @@ async def use_code(session: AsyncSession, code_id: int, now: datetime) -> bool:
         .where(ShoppingCode.id == code_id, active_code_filter(now))
         .values(used_at=now)
     )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return result.rowcount == 1
 
 
 async def release_code(session: AsyncSession, code_id: int) -> None:

@@ -146,7 +146,7 @@ async def reverse(
     )
     redemption = await session.get(Redemption, redemption_id, populate_existing=True)
     assert redemption is not None
-    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+    if claimed.rowcount != 1:
         return ReversalResult.ALREADY if redemption.reversed_at else ReversalResult.NOT_DISPUTED
     await ledger.refund_redemption(session, redemption, now)
     redemption.dispute_resolved_at = now

@@ -293,7 +293,7 @@ async def change(
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if result.rowcount != 1:
         return None
     await audit.record(
         session, f"broadcast.{action.value}", actor=admin, subject_type="broadcast",
@@ -392,7 +392,7 @@ async def start_due(session: AsyncSession, now: datetime, chunk_size: int) -> li
             )
             .execution_options(synchronize_session=False)
         )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+        if result.rowcount != 1:
             continue
         broadcast = await session.get(Broadcast, broadcast_id, populate_existing=True)
         assert broadcast is not None
@@ -451,7 +451,7 @@ async def claim_chunk(
             .values(lease_owner=owner, lease_until=now + lease)
             .execution_options(synchronize_session=False)
         )
-        if result.rowcount == 1:  # type: ignore[attr-defined]
+        if result.rowcount == 1:
             row = (
                 await session.execute(
                     select(
@@ -544,7 +544,7 @@ async def renew(
         .values(lease_until=now + lease)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return result.rowcount == 1
 
 
 async def release(session: AsyncSession, claim: Claim, owner: str, *, done: bool) -> None:
@@ -569,7 +569,7 @@ async def finish_if_complete(session: AsyncSession, broadcast_id: int, now: date
         .values(status=BroadcastStatus.DONE, finished_at=now)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if result.rowcount != 1:
         return False
     await audit.record(session, "broadcast.done", subject_type="broadcast", subject_id=broadcast_id)
     return True
@@ -612,7 +612,7 @@ async def claim_progress_report(
         .values(progress_at=now)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return result.rowcount == 1
 
 
 def version_for(broadcast: Broadcast, locale: str) -> int:

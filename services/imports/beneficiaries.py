@@ -45,8 +45,8 @@ from services.imports.csvfile import (
     Record,
     Row,
     RowError,
+    checked_rows,
     count_data_lines,
-    rows_from_records,
     stream_csv,
 )
 from services.imports.rules import (
@@ -173,7 +173,7 @@ class _BeneficiaryChecker:
         before = errors.count
         nik_raw, name, birth_raw, phone_raw, kks, village, programs_raw, components_raw = fields
         nik: str | None = nik_raw.strip()
-        if problem := nik_problem(nik, self.provinces):  # type: ignore[arg-type]
+        if problem := nik_problem(nik, self.provinces):
             errors.add(line, "nik", NIK_REASONS[problem])
             nik = None
         name = " ".join(name.split())
@@ -485,10 +485,7 @@ async def import_beneficiary_records(
     read_errors: Sequence[RowError] = (),
 ) -> ImportReport:
     """Validate and import beneficiary rows (all or nothing, one transaction)."""
-    errors = BoundedErrors(BENEFICIARY_COLUMNS)
-    for error in read_errors:
-        errors.add(error.line, error.column, error.reason)
-    rows = rows_from_records(records, BENEFICIARY_COLUMNS)
+    errors, rows = checked_rows(records, BENEFICIARY_COLUMNS, read_errors)
     return await import_beneficiary_rows(
         sessionmaker, rows, hasher, errors, progress=progress, today=today, total=len(records)
     )

@@ -266,3 +266,14 @@ def by_position(errors: Sequence[RowError], columns: Sequence[str]) -> list[RowE
     """Errors ordered by line, then by the column's place in the file."""
     rank = {name: index for index, name in enumerate(columns)}
     return sorted(errors, key=lambda error: (error.line, rank.get(error.column or "", -1)))
+
+
+def checked_rows(
+    records: Sequence[Record], columns: Sequence[str], read_errors: Sequence[RowError]
+) -> tuple[BoundedErrors, Iterable[Row]]:
+    """Records already read (a test, the demo) as an importer's rows, with the problems
+    found while reading them."""
+    errors = BoundedErrors(columns)
+    for error in read_errors:
+        errors.add(error.line, error.column, error.reason)
+    return errors, rows_from_records(records, columns)

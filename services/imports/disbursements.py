@@ -50,8 +50,8 @@ from services.imports.csvfile import (
     Record,
     Row,
     RowError,
+    checked_rows,
     count_data_lines,
-    rows_from_records,
     stream_csv,
 )
 from services.imports.rules import (
@@ -399,10 +399,7 @@ async def import_disbursement_records(
     read_errors: Sequence[RowError] = (),
 ) -> ImportReport:
     """Validate and import disbursement rows (all or nothing, one transaction)."""
-    errors = BoundedErrors(DISBURSEMENT_COLUMNS)
-    for error in read_errors:
-        errors.add(error.line, error.column, error.reason)
-    rows = rows_from_records(records, DISBURSEMENT_COLUMNS)
+    errors, rows = checked_rows(records, DISBURSEMENT_COLUMNS, read_errors)
     return await import_disbursement_rows(
         sessionmaker, rows, hasher, errors, progress=progress, total=len(records)
     )

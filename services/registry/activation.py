@@ -172,4 +172,4 @@ async def use(
         .values(used_at=now, used_by=telegram_id)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return result.rowcount == 1

@@ -30,7 +30,7 @@ from tg.states import NearbyFlow
 log = logging.getLogger(__name__)
 
 
-async def _linked_or_explain(message: Message, session: Session, account: Account):  # type: ignore[no-untyped-def]
+async def _linked_or_explain(message: Message, session: Session, account: Account):
     beneficiary = await accounts.linked_beneficiary(session, account)
     if beneficiary is None:
         await message.answer(

@@ -97,7 +97,7 @@ async def region_chosen(query: CallbackQuery, callback_data: NapzaCB, state: FSM
         await _ask(query, views.pick_a_shown_place())
         return
     await state.update_data(region_code=code, region_name=options[code])
-    await _ask_urgency(query.message, state)  # type: ignore[arg-type]
+    await _ask_urgency(query.message, state)
 
 
 async def _ask_urgency(message: Message, state: FSMContext) -> None:
@@ -144,7 +144,7 @@ async def urgency_chosen(query: CallbackQuery, callback_data: NapzaCB, state: FS
 
 async def note_skipped(query: CallbackQuery, state: FSMContext) -> None:
     await state.update_data(note=None)
-    await _ask_consent(query.message, state)  # type: ignore[arg-type]
+    await _ask_consent(query.message, state)
 
 
 async def note_typed(message: Message, state: FSMContext) -> None:
