@@ -109,7 +109,7 @@ BOT_TOKEN = "123456:TEST-token"
 class Harness:
     """The running bot and the emulator's control client, for conversation tests."""
 
-    def __init__(self, ctx, bot, dp, client, emulator) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, ctx, bot, dp, client, emulator) -> None:
         self.ctx = ctx
         self.bot = bot
         self.dp = dp
@@ -124,7 +124,7 @@ class Harness:
         i18n = self.dp.workflow_data["i18n"]
         return await deliver_outbox(self.bot, i18n, self.ctx.sessionmaker, self.ctx.now())
 
-    async def user(self, first_name: str = "Siti", **kwargs):  # type: ignore[no-untyped-def]
+    async def user(self, first_name: str = "Siti", **kwargs):
         """A new Telegram user talking to the bot in a private chat."""
         self._next_user += 1
         kwargs.setdefault("phone_number", None)

@@ -9,7 +9,7 @@ from models.base import utcnow
 from services import accounts
 
 
-async def test_admin_ids_become_national_admins_once(session) -> None:  # type: ignore[no-untyped-def]
+async def test_admin_ids_become_national_admins_once(session) -> None:
     assert await accounts.ensure_national_admins(session, [11, 12]) == 2
     assert await accounts.ensure_national_admins(session, [11, 12]) == 0
     await session.commit()
@@ -32,7 +32,7 @@ def test_locale_choice_then_telegram_language_then_default() -> None:
     assert accounts.locale_for(None, None) == "id"
 
 
-async def test_erasing_a_staff_account_keeps_the_role_but_clears_personal_data(session) -> None:  # type: ignore[no-untyped-def]
+async def test_erasing_a_staff_account_keeps_the_role_but_clears_personal_data(session) -> None:
     await accounts.ensure_national_admins(session, [21])
     account = await session.get(Account, 21)
     account.locale = "en"
@@ -59,7 +59,7 @@ async def test_lockout_lasts_its_full_period_from_the_last_failure() -> None:
     assert await lockout.locked_for(1) > 0
 
 
-async def test_an_admin_with_two_covering_roles_is_listed_once(session) -> None:  # type: ignore[no-untyped-def]
+async def test_an_admin_with_two_covering_roles_is_listed_once(session) -> None:
     from models import AccountRole
 
     await accounts.ensure_national_admins(session, [31])

@@ -7,8 +7,8 @@ from datetime import timedelta
 
 from models import EWarong, HelpRequest, Redemption
 from services import accounts
-from tests.broadcast_support import Group, populate
-from tests.shopping_support import WARUNG
+from tests.support.broadcast import Group, populate
+from tests.support.shopping import WARUNG
 
 BANDUNG = Group(first_id=700_001, count=6, village_prefix="32.04")
 BANDUNG_BPNT = Group(first_id=700_101, count=3, village_prefix="32.04", pkh=False)
@@ -18,7 +18,7 @@ MAKASSAR_WARUNG = {
 }  # fmt: skip
 
 
-async def _world(app, sessionmaker) -> None:  # type: ignore[no-untyped-def]
+async def _world(app, sessionmaker) -> None:
     await populate(sessionmaker, BANDUNG, BANDUNG_BPNT, MAKASSAR)
     now = app.ctx.now()
     async with sessionmaker() as session, session.begin():
@@ -27,10 +27,7 @@ async def _world(app, sessionmaker) -> None:  # type: ignore[no-untyped-def]
         account_ids = {a: a for a in (*BANDUNG.ids, *MAKASSAR.ids)}
         from models import Account
 
-        beneficiary = {
-            tid: (await session.get(Account, tid)).beneficiary_id  # type: ignore[union-attr]
-            for tid in account_ids
-        }
+        beneficiary = {tid: (await session.get(Account, tid)).beneficiary_id for tid in account_ids}
         rows = [
             (WARUNG["code"], BANDUNG.first_id, 50_000, now, None),
             (WARUNG["code"], BANDUNG.first_id + 1, 25_000, now, None),
@@ -64,7 +61,7 @@ async def _world(app, sessionmaker) -> None:  # type: ignore[no-untyped-def]
             )  # fmt: skip
 
 
-async def _admin(app, sessionmaker, scope: str | None):  # type: ignore[no-untyped-def]
+async def _admin(app, sessionmaker, scope: str | None):
     admin = await app.user("Admin", language_code="en")
     async with sessionmaker() as session, session.begin():
         if scope is None:
@@ -75,7 +72,7 @@ async def _admin(app, sessionmaker, scope: str | None):  # type: ignore[no-untyp
     return admin
 
 
-async def test_regional_statistics_count_only_the_region(bot_app, sessionmaker) -> None:  # type: ignore[no-untyped-def]
+async def test_regional_statistics_count_only_the_region(bot_app, sessionmaker) -> None:
     await _world(bot_app, sessionmaker)
     admin = await _admin(bot_app, sessionmaker, "32.04")
     text = (await admin.press("Statistics"))[-1].text
@@ -94,7 +91,7 @@ async def test_regional_statistics_count_only_the_region(bot_app, sessionmaker) 
     assert "Open Napza referrals: 4 (overdue: 3)" in text
 
 
-async def test_pending_referrals_list_the_region_escalated_first(bot_app, sessionmaker) -> None:  # type: ignore[no-untyped-def]
+async def test_pending_referrals_list_the_region_escalated_first(bot_app, sessionmaker) -> None:
     await _world(bot_app, sessionmaker)
     admin = await _admin(bot_app, sessionmaker, "32.04")
     shown = await admin.press("Pending referrals")
@@ -110,13 +107,13 @@ async def test_pending_referrals_list_the_region_escalated_first(bot_app, sessio
     assert [m.text.split()[0] for m in again] == ["NPZ-OVERDUE", "NPZ-ACCEPT"]
 
 
-async def test_admin_buttons_are_refused_to_others(bot_app) -> None:  # type: ignore[no-untyped-def]
+async def test_admin_buttons_are_refused_to_others(bot_app) -> None:
     user = await bot_app.user("Siti", language_code="en")
     for typed in ("Statistics", "Pending referrals", "/statistik", "/rujukan", "Broadcast"):
         assert "only for admins" in (await user.send(typed))[-1].text
 
 
-async def test_admins_get_their_commands_in_their_own_menu_only(bot_app, sessionmaker) -> None:  # type: ignore[no-untyped-def]
+async def test_admins_get_their_commands_in_their_own_menu_only(bot_app, sessionmaker) -> None:
     admin = await _admin(bot_app, sessionmaker, "32.04")  # sends /start
     menu = {entry["command"]: entry["description"] for entry in await admin.commands()}
     assert {"siaran", "statistik", "rujukan", "sengketa", "start"} <= set(menu)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from prometheus_client import REGISTRY
@@ -13,64 +13,22 @@ from sqlalchemy import func, select
 
 from models import AuditEvent, LedgerEntry, Redemption
 from services import invites
-from tests.registry import SITI
-from tests.shopping_support import OTHER_WARUNG, WARUNG, shopping_world
-
-NOW = datetime(2026, 5, 20, 3, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
+from tests.support.clock import NOW, install_clock
+from tests.support.people import linked_kpm, make_agent
+from tests.support.shopping import (
+    OTHER_WARUNG,
+    WARUNG,
+    fill_basket,
+    shopping_code,
+    shopping_world,
+)
 
 
 @pytest.fixture
-async def app(bot_app, sessionmaker, tmp_path):  # type: ignore[no-untyped-def]
+async def app(bot_app, sessionmaker, tmp_path):
     bot_app.ids = await shopping_world(sessionmaker, bot_app.ctx.hasher, tmp_path)
-    bot_app.clock = Clock()
-    bot_app.ctx.clock = bot_app.clock
+    install_clock(bot_app)
     return bot_app
-
-
-async def make_agent(app, sessionmaker, ewarong=WARUNG, name="Agus"):  # type: ignore[no-untyped-def]
-    async with sessionmaker() as session, session.begin():
-        payload = await invites.create_invite(
-            session, "agent", ewarong["code"], created_by=None, now=app.clock()
-        )
-    agent = await app.user(name)
-    replies = await agent.send(f"/start {payload}")
-    assert "sekarang agen e-Warong" in replies[-1].text
-    return agent, payload
-
-
-async def linked_kpm(app, person=SITI, name="Siti"):  # type: ignore[no-untyped-def]
-    kpm = await app.user(name)
-    await kpm.send("/start")
-    await kpm.press("Hubungkan akun KPM")
-    await kpm.share_contact(person["phone"])
-    await kpm.send(person["nik"])
-    await kpm.send(person["birth_date"])
-    return kpm
-
-
-async def shopping_code(kpm) -> str:  # type: ignore[no-untyped-def]
-    reply = (await kpm.press("Kode belanja"))[-1]
-    match = re.search(r"<b>(\d{4} \d{4} \d{4})</b>", reply.html)
-    assert match, reply.text
-    return match.group(1)
-
-
-async def fill_basket(agent, code):  # type: ignore[no-untyped-def]
-    await agent.press("Transaksi baru")
-    replies = await agent.send(code)
-    await agent.press("Beras")
-    await agent.send("2 x 15000")
-    await agent.press("Telur")
-    await agent.send("30000")
-    return replies
 
 
 async def test_redemption_with_code_gives_both_receipts_and_debits_once(app, sessionmaker, session):

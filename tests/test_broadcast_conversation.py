@@ -13,10 +13,10 @@ from models import Broadcast
 from services import accounts
 from services.audit import recent
 from services.broadcasts.engine import BroadcastEngine
-from tests.broadcast_support import Group, add_emulator_users, populate
+from tests.support.broadcast import Group, add_emulator_users, populate
 
 
-async def deliver(app) -> None:  # type: ignore[no-untyped-def]
+async def deliver(app) -> None:
     """What the worker does: deliver every broadcast that is due, then stop."""
     from bot.worker import make_broadcast_engine
 
@@ -37,7 +37,7 @@ MAKASSAR = Group(first_id=500_401, count=4, village_prefix="73.71")
 ALL = (BANDUNG, BANDUNG_EN, BANDUNG_BPNT_ONLY, BANDUNG_OPTED_OUT, MAKASSAR)
 
 
-async def _world(app, sessionmaker, scope: str | None = None):  # type: ignore[no-untyped-def]
+async def _world(app, sessionmaker, scope: str | None = None):
     await populate(sessionmaker, *ALL)
     await add_emulator_users(app.client, *ALL)
     admin = await app.user("Admin", language_code="en")
@@ -50,7 +50,7 @@ async def _world(app, sessionmaker, scope: str | None = None):  # type: ignore[n
     return admin
 
 
-async def _received(app, group: Group) -> list[list[dict]]:  # type: ignore[type-arg]
+async def _received(app, group: Group) -> list[list[dict]]:
     """The bot messages each member of the group got, as raw views."""
     chats = [await app.client.chat(tid) for tid in group.ids]
     return [[m for m in chat["messages"] if m["from_bot"]] for chat in chats]
@@ -58,7 +58,7 @@ async def _received(app, group: Group) -> list[list[dict]]:  # type: ignore[type
 
 async def test_admin_composes_previews_and_sends_a_formatted_pkh_broadcast(
     bot_app, sessionmaker
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     app = bot_app
     admin = await _world(app, sessionmaker)
     assert "Broadcast" in (await admin.reply_keyboard() or [])
@@ -104,7 +104,7 @@ async def test_admin_composes_previews_and_sends_a_formatted_pkh_broadcast(
 
 async def test_photo_broadcast_scheduled_in_the_admins_zone_then_paused_and_cancelled(
     bot_app, sessionmaker
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     app = bot_app
     admin = await _world(app, sessionmaker, scope="73")  # Sulawesi Selatan: WITA
     await admin.press("Broadcast")
@@ -147,12 +147,12 @@ async def test_photo_broadcast_scheduled_in_the_admins_zone_then_paused_and_canc
     replay = await admin.callback(paused.message_id, f"bc:resume:{broadcast.id}")
     assert replay == [] or "no longer valid" in str(await admin.callback_answers())
     async with sessionmaker() as session:
-        assert (await session.get(Broadcast, broadcast.id)).status == "cancelled"  # type: ignore[union-attr]
+        assert (await session.get(Broadcast, broadcast.id)).status == "cancelled"
 
 
 async def test_regional_admin_cannot_count_preview_or_reach_outside_the_scope(
     bot_app, sessionmaker
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     app = bot_app
     admin = await _world(app, sessionmaker, scope="32.04")
     await admin.press("Broadcast")
@@ -185,10 +185,10 @@ async def test_regional_admin_cannot_count_preview_or_reach_outside_the_scope(
     await admin.callback(last.message_id, f"bc:cancel:{national.id}")
     assert "no longer valid" in str(await admin.callback_answers())
     async with sessionmaker() as session:
-        assert (await session.get(Broadcast, national.id)).status == "scheduled"  # type: ignore[union-attr]
+        assert (await session.get(Broadcast, national.id)).status == "scheduled"
 
 
-async def test_broadcast_commands_are_refused_to_others(bot_app, sessionmaker) -> None:  # type: ignore[no-untyped-def]
+async def test_broadcast_commands_are_refused_to_others(bot_app, sessionmaker) -> None:
     app = bot_app
     user = await app.user("Siti", language_code="en")
     answer = await user.send("/siaran")

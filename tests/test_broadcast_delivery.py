@@ -23,7 +23,7 @@ from sandbox.emulator import BotApiEmulator
 from services.broadcasts import store as broadcasts
 from services.broadcasts.engine import BroadcastEngine
 from services.broadcasts.store import Audience
-from tests.broadcast_support import Group, add_emulator_users, populate
+from tests.support.broadcast import Group, add_emulator_users, populate
 from tg.context import utc_now
 
 TOKEN = "123456:TEST-token"
@@ -51,11 +51,11 @@ class Delivery:
             settings,
             bot,
             create_i18n(settings),
-            utc_now,  # type: ignore[arg-type]
+            utc_now,
         )
 
     async def broadcast(self, group: str = "kpm") -> int:
-        async with self.sessionmaker() as session, session.begin():  # type: ignore[operator]
+        async with self.sessionmaker() as session, session.begin():
             broadcast = await broadcasts.create(
                 session, admin=ADMIN, audience=Audience(group), source_chat_id=ADMIN,
                 message_id=self.source_message, versions={}, scheduled_at=utc_now(),
@@ -66,15 +66,15 @@ class Delivery:
     async def broadcast_to(self, group: Group) -> int:
         """Register the group in the database and the emulator, create a broadcast to all
         KPM and start the emulator's counts afresh; returns the broadcast's id."""
-        await populate(self.sessionmaker, group)  # type: ignore[arg-type]
+        await populate(self.sessionmaker, group)
         await add_emulator_users(self.client, group)
         broadcast_id = await self.broadcast()
         await self.client.reset_stats()
         return broadcast_id
 
     async def status(self, broadcast_id: int) -> str:
-        async with self.sessionmaker() as session:  # type: ignore[operator]
-            return (await session.get(Broadcast, broadcast_id)).status  # type: ignore[union-attr]
+        async with self.sessionmaker() as session:
+            return (await session.get(Broadcast, broadcast_id)).status
 
     async def copies(self) -> dict[int, int]:
         stats = await self.client.stats(per_chat=True)
@@ -83,11 +83,11 @@ class Delivery:
     async def copy_calls(self) -> dict[str, int]:
         return (await self.client.stats())["calls"].get("copyMessage", {})
 
-    _bots: list = None  # type: ignore[assignment]
+    _bots: list = None
 
 
 @pytest.fixture
-async def delivery(settings: Settings, sessionmaker, clean_redis) -> AsyncIterator[Delivery]:  # type: ignore[no-untyped-def]
+async def delivery(settings: Settings, sessionmaker, clean_redis) -> AsyncIterator[Delivery]:
     emulator = BotApiEmulator(token=TOKEN, global_rate=RATE, global_burst=30)
     url = await emulator.start()
     settings.telegram_api_url = url
@@ -111,7 +111,7 @@ async def delivery(settings: Settings, sessionmaker, clean_redis) -> AsyncIterat
         await emulator.stop()
 
 
-async def eventually(check, limit: float, every: float = 0.1) -> None:  # type: ignore[no-untyped-def]
+async def eventually(check, limit: float, every: float = 0.1) -> None:
     """Poll state kept by another task or process (the database, the emulator)."""
     async with asyncio.timeout(limit):
         while not await check():  # noqa: ASYNC110
@@ -147,7 +147,7 @@ async def test_five_thousand_recipients_at_the_configured_rate_without_a_single_
     achieved = 4999 / span
     print(f"\n5,000 recipients: achieved {achieved:.1f}/s of {RATE:.0f}/s ({achieved / RATE:.3f})")
     assert achieved <= RATE * 1.02  # never faster than allowed
-    async with delivery.sessionmaker() as session:  # type: ignore[operator]
+    async with delivery.sessionmaker() as session:
         progress = await broadcasts.progress(session, broadcast_id)
     assert progress is not None and (progress.sent, progress.failed, progress.blocked) == (
         5000, 0, 0,
@@ -160,7 +160,7 @@ async def test_a_429_pauses_the_whole_fleet_which_then_finishes(delivery: Delive
     engines = [delivery.engine(), delivery.engine()]
     if not delivery.settings.redis_url:  # in one process the fleet shares one limiter
         engines[1].limiter = engines[0].limiter
-        engines[1].limiter.close = _noop  # type: ignore[method-assign]
+        engines[1].limiter.close = _noop
     stop = asyncio.Event()
     tasks = [asyncio.create_task(engine.run(stop)) for engine in engines]
     await eventually(lambda: _sent_at_least(delivery, 300), 60, 0.05)
@@ -202,7 +202,7 @@ async def test_users_who_blocked_the_bot_are_marked_and_left_out_next_time(
     delivery: Delivery,
 ) -> None:
     group = Group(first_id=3_000_001, count=60, village_prefix="32.04")
-    await populate(delivery.sessionmaker, group)  # type: ignore[arg-type]
+    await populate(delivery.sessionmaker, group)
     await add_emulator_users(delivery.client, group)
     blocked = list(group.ids)[::10]
     for telegram_id in blocked:
@@ -214,7 +214,7 @@ async def test_users_who_blocked_the_bot_are_marked_and_left_out_next_time(
         REGISTRY.get_sample_value("bansos_broadcast_messages_total", {"outcome": "blocked"})
         == (counted or 0) + 6
     )
-    async with delivery.sessionmaker() as session:  # type: ignore[operator]
+    async with delivery.sessionmaker() as session:
         progress = await broadcasts.progress(session, first)
         marked = set(
             await session.scalars(
@@ -226,24 +226,24 @@ async def test_users_who_blocked_the_bot_are_marked_and_left_out_next_time(
 
     await delivery.client.reset_stats()
     second = await delivery.broadcast()
-    async with delivery.sessionmaker() as session:  # type: ignore[operator]
-        assert (await session.get(Broadcast, second)).recipients == 54  # type: ignore[union-attr]
+    async with delivery.sessionmaker() as session:
+        assert (await session.get(Broadcast, second)).recipients == 54
     await _run(delivery.engine(), until=second, delivery=delivery)
     assert (await delivery.copy_calls()) == {"200": 54}  # nobody blocked was even tried
 
 
 async def test_failures_are_retried_with_backoff_then_recorded(delivery: Delivery) -> None:
     group = Group(first_id=4_000_001, count=20, village_prefix="32.04")
-    await populate(delivery.sessionmaker, group)  # type: ignore[arg-type]
+    await populate(delivery.sessionmaker, group)
     await add_emulator_users(delivery.client, group)
     # two 502s are absorbed by retries; a user the emulator does not know fails for good
     await delivery.client.faults(502, count=2, methods=["copyMessage"])
     await populate(
         delivery.sessionmaker, Group(first_id=4_100_001, count=1, village_prefix="32.04")
-    )  # type: ignore[arg-type]
+    )
     broadcast_id = await delivery.broadcast()
     await _run(delivery.engine(), until=broadcast_id, delivery=delivery)
-    async with delivery.sessionmaker() as session:  # type: ignore[operator]
+    async with delivery.sessionmaker() as session:
         progress = await broadcasts.progress(session, broadcast_id)
         failures = list(await session.scalars(select(BroadcastFailure)))
     assert progress is not None and (progress.sent, progress.failed) == (20, 1)
@@ -315,7 +315,7 @@ async def test_a_killed_worker_process_is_taken_over_without_duplicates(
     )
     # at most one message per chunk in flight: concurrency (8) chunks
     assert duplicates <= 8
-    async with delivery.sessionmaker() as session:  # type: ignore[operator]
+    async with delivery.sessionmaker() as session:
         progress = await broadcasts.progress(session, broadcast_id)
     assert progress is not None and progress.sent == 2500
     assert b"Traceback" not in stderr
@@ -328,7 +328,7 @@ async def test_a_broadcast_whose_last_chunks_ended_together_is_still_finished(
     marks the broadcast done; the engine's sweep does (this once stalled a test)."""
     from models import BroadcastChunk
 
-    async with delivery.sessionmaker() as session, session.begin():  # type: ignore[operator]
+    async with delivery.sessionmaker() as session, session.begin():
         broadcast = Broadcast(
             created_by=ADMIN, audience="kpm", source_chat_id=ADMIN, message_id=1,
             status="running", scheduled_at=utc_now(), started_at=utc_now(), recipients=2,
@@ -358,7 +358,7 @@ async def test_pause_stops_the_fleet_within_seconds_and_resume_finishes_exactly_
     task = asyncio.create_task(engine.run(stop))
     try:
         await eventually(lambda: _sent_at_least(delivery, 200), 60, 0.05)
-        async with delivery.sessionmaker() as session, session.begin():  # type: ignore[operator]
+        async with delivery.sessionmaker() as session, session.begin():
             assert await broadcasts.change(
                 session, broadcast_id, broadcasts.Action.PAUSE, admin=ADMIN, scope="",
                 now=utc_now(),
@@ -367,7 +367,7 @@ async def test_pause_stops_the_fleet_within_seconds_and_resume_finishes_exactly_
         at_pause = sum((await delivery.copies()).values())
         await asyncio.sleep(1.5)
         assert sum((await delivery.copies()).values()) == at_pause < 1500
-        async with delivery.sessionmaker() as session, session.begin():  # type: ignore[operator]
+        async with delivery.sessionmaker() as session, session.begin():
             assert await broadcasts.change(
                 session, broadcast_id, broadcasts.Action.RESUME, admin=ADMIN, scope="",
                 now=utc_now(),

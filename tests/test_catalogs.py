@@ -14,12 +14,12 @@ ROOT = Path(__file__).resolve().parent.parent
 LOCALES = ROOT / "locales"
 
 
-def _ids(catalog) -> set[str]:  # type: ignore[no-untyped-def]
+def _ids(catalog) -> set[str]:
     return {message.id for message in catalog if message.id}
 
 
 @pytest.fixture(scope="module")
-def extracted(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def extracted(tmp_path_factory: pytest.TempPathFactory):
     """The template as extracted from the sources right now."""
     out = tmp_path_factory.mktemp("pot") / "messages.pot"
     subprocess.run(
@@ -32,7 +32,7 @@ def extracted(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unty
 
 
 @pytest.mark.parametrize("locale", ["id", "en"])
-def test_catalog_is_complete_and_not_fuzzy(locale: str, extracted) -> None:  # type: ignore[no-untyped-def]
+def test_catalog_is_complete_and_not_fuzzy(locale: str, extracted) -> None:
     with (LOCALES / locale / "LC_MESSAGES" / "messages.po").open("rb") as handle:
         catalog = read_po(handle, locale=locale)
     assert len(_ids(extracted)) > 50, "extraction found (almost) nothing: check babel.cfg"

@@ -30,7 +30,7 @@ async def _empty(url: str) -> None:
     await engine.dispose()
 
 
-def test_admin_add_national_and_regional_then_audit(database_url, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_admin_add_national_and_regional_then_audit(database_url, monkeypatch) -> None:
     asyncio.run(_empty(database_url))
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("COLUMNS", "200")

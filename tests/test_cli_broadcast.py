@@ -45,7 +45,7 @@ async def _broadcast(url: str) -> int:
 
 def test_broadcast_status_prints_counts_rate_time_left_and_failures(
     database_url, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     broadcast_id = asyncio.run(_broadcast(database_url))
     monkeypatch.setenv("DATABASE_URL", database_url)
     result = runner.invoke(app, ["broadcast", "status", str(broadcast_id), "--lang", "en"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-from datetime import UTC, datetime
 
 from typer.testing import CliRunner
 
@@ -15,12 +14,11 @@ from services.bpnt import redemptions
 from services.bpnt.redemptions import BasketLine, RedemptionDraft
 from services.identity import Hasher
 from tests.conftest import TEST_SECRET, _truncate
-from tests.shopping_support import WARUNG, shopping_world
+from tests.support.clock import NOW
+from tests.support.shopping import WARUNG, shopping_world
 
-NOW = datetime(2026, 5, 20, 3, 0, tzinfo=UTC)
 
-
-async def _two_redemptions(url: str, folder) -> None:  # type: ignore[no-untyped-def]
+async def _two_redemptions(url: str, folder) -> None:
     engine = create_engine(url)
     await _truncate(engine)
     sessionmaker = create_sessionmaker(engine)
@@ -35,7 +33,7 @@ async def _two_redemptions(url: str, folder) -> None:  # type: ignore[no-untyped
     await engine.dispose()
 
 
-def test_export_redemptions_cli(database_url, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_export_redemptions_cli(database_url, tmp_path, monkeypatch) -> None:
     asyncio.run(_two_redemptions(database_url, tmp_path))
     monkeypatch.setenv("DATABASE_URL", database_url)
     out = tmp_path / "export.csv"

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 from bot.cli import app
 
 
-def test_run_without_token_explains_and_fails(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_run_without_token_explains_and_fails(monkeypatch, tmp_path) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("BOT_TOKEN", raising=False)
     result = CliRunner().invoke(app, ["run"])

@@ -136,7 +136,7 @@ def test_nik_encodes_district_birth_date_and_sex() -> None:
     assert nik_for("35.78.01.1002", date(1972, 3, 9), False, 1) == "3578010903720001"
 
 
-async def test_demo_has_ewarongs_near_the_fixed_families(sessionmaker, session) -> None:  # type: ignore[no-untyped-def]
+async def test_demo_has_ewarongs_near_the_fixed_families(sessionmaker, session) -> None:
     from services.bpnt.ewarongs import nearest
 
     await generate_demo(sessionmaker, HASHER, families=5, seed=1, today=TODAY)

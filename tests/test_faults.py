@@ -1,7 +1,7 @@
 """Faults: Redis and PostgreSQL stop or restart mid-run; the Bot API fails, stalls or throttles.
 
 Redis and PostgreSQL faults break real servers of the test's own (see
-tests/faults_support.py: the shared CI services are never stopped); Bot API faults
+tests/support/servers.py: the shared CI services are never stopped); Bot API faults
 use the emulator's fault switch. In every case the bot keeps polling (or serving its
 webhook), tells the user what happened, loses no confirmed sale, charges none twice,
 and works again by itself once the service is back.
@@ -30,7 +30,9 @@ from models import BpntWallet, LedgerEntry, Redemption
 from sandbox.client import EmulatorClient
 from sandbox.emulator import BotApiEmulator
 from tests.conftest import BOT_TOKEN, _truncate
-from tests.faults_support import (
+from tests.support.clock import install_clock
+from tests.support.people import linked_kpm, make_agent
+from tests.support.servers import (
     PostgresCluster,
     RedisServer,
     free_port,
@@ -38,8 +40,7 @@ from tests.faults_support import (
     polling_bot,
     settings_for,
 )
-from tests.shopping_support import shopping_world
-from tests.test_agent_conversation import Clock, fill_basket, linked_kpm, make_agent, shopping_code
+from tests.support.shopping import fill_basket, shopping_code, shopping_world
 from tg.middlewares.db import DbSessionMiddleware
 from tg.middlewares.errors import ErrorReplyMiddleware
 from tg.retry import RetryMiddleware, retries_disabled
@@ -49,14 +50,13 @@ BUSY_EN = "The service is busy, please try again in a moment."
 NOT_DONE_ID = "Maaf, terjadi gangguan di sisi kami. Tidak ada yang berubah; silakan coba lagi."
 
 
-async def _ready_app(app, sessionmaker, folder):  # type: ignore[no-untyped-def]
+async def _ready_app(app, sessionmaker, folder):
     app.ids = await shopping_world(sessionmaker, app.ctx.hasher, folder)
-    app.clock = Clock()
-    app.ctx.clock = app.clock
+    install_clock(app)
     return app
 
 
-async def _summary(app, sessionmaker):  # type: ignore[no-untyped-def]
+async def _summary(app, sessionmaker):
     """An agent looking at the confirmation summary of a Rp60.000 basket for Siti."""
     agent, _ = await make_agent(app, sessionmaker)
     kpm = await linked_kpm(app)
@@ -85,7 +85,7 @@ async def _money(sessionmaker, family_id: int) -> tuple[int, int, int]:
     return int(balance or 0), int(sales or 0), int(entries or 0)
 
 
-def _texts(messages) -> list[str]:  # type: ignore[no-untyped-def]
+def _texts(messages) -> list[str]:
     return [m.text for m in messages]
 
 
@@ -123,7 +123,7 @@ def private_redis() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-async def redis_app(settings, engine, sessionmaker, private_redis, tmp_path):  # type: ignore[no-untyped-def]
+async def redis_app(settings, engine, sessionmaker, private_redis, tmp_path):
     """The bot with FSM, locks, dedup and throttle on a private Redis it may lose."""
     settings.redis_url = private_redis.url
     settings.throttle_burst = 10_000  # tests act faster than people
@@ -211,7 +211,7 @@ def private_postgres() -> Iterator[PostgresCluster]:
 
 
 @pytest.fixture
-async def pg_app(private_postgres: PostgresCluster, tmp_path) -> AsyncIterator[Any]:  # type: ignore[no-untyped-def]
+async def pg_app(private_postgres: PostgresCluster, tmp_path) -> AsyncIterator[Any]:
     """The bot on a private PostgreSQL cluster (FSM in memory: only the database fails)."""
     engine = create_engine(private_postgres.url)
     await _truncate(engine)
@@ -343,7 +343,7 @@ async def test_polling_resumes_after_get_updates_fails(bot_app) -> None:
 class WebhookProcess:
     """A webhook bot (context, bot, dispatcher, aiohttp server) on a fixed port."""
 
-    def __init__(self, settings, port: int) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, settings, port: int) -> None:
         self.settings = settings
         self.port = port
         self.url = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
@@ -365,7 +365,7 @@ class WebhookProcess:
 
 async def test_webhook_delivery_resumes_after_the_bot_was_unreachable(
     settings, engine, clean_redis
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     emulator = BotApiEmulator(token=BOT_TOKEN)
     settings.telegram_api_url = await emulator.start()
     settings.webhook_secret = "fault-test_webhook-secret-0123456789"
@@ -402,7 +402,7 @@ async def test_webhook_delivery_resumes_after_the_bot_was_unreachable(
 
 async def test_a_failure_after_the_handler_committed_says_saved_not_unchanged(
     settings, sessionmaker
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     """Money first, messages after: once a handler committed, "nothing was changed" would
     be a lie, so a later failure says the request was saved."""
     sent: list[str] = []
@@ -452,9 +452,9 @@ async def test_retries_can_be_switched_off_for_callers_with_their_own_policy() -
     middleware = RetryMiddleware(sleep=sleep)
     method = SendMessage(chat_id=1, text="x")
     with pytest.raises(TelegramServerError):
-        await middleware(failing, None, method)  # type: ignore[arg-type]
+        await middleware(failing, None, method)
     assert len(calls) == 4 and len(sleeps) == 3 and sleeps[0] < sleeps[1] < sleeps[2]
     calls.clear()
     with retries_disabled(), pytest.raises(TelegramServerError):
-        await middleware(failing, None, method)  # type: ignore[arg-type]
+        await middleware(failing, None, method)
     assert len(calls) == 1

@@ -73,8 +73,8 @@ from services.imports.csvfile import records_from_dicts
 from services.imports.disbursements import import_disbursement_records
 from services.napza.partners import import_partners
 from tests.conftest import KEPT_TABLES, _truncate
-from tests.registry import BUDI, SITI, activation_code_for
-from tests.shopping_support import WARUNG, shopping_world
+from tests.support.registry import BUDI, SITI, activation_code_for
+from tests.support.shopping import WARUNG, shopping_world
 from tg import states as flows
 from tg import texts
 from tg.states import (
@@ -1184,7 +1184,7 @@ async def check_referrals(session: AsyncSession) -> None:
 
 
 @pytest.fixture
-async def fuzzer(bot_app, engine, sessionmaker, tmp_path):  # type: ignore[no-untyped-def]
+async def fuzzer(bot_app, engine, sessionmaker, tmp_path):
     await bot_app.client.set_limits(enabled=False)  # floods are not what this test is about
     with collect_logs() as logs:
         fuzzer = Fuzzer(bot_app, engine, sessionmaker, tmp_path, logs)
@@ -1232,7 +1232,7 @@ def test_the_targets_cover_every_conversation_state() -> None:
     assert set(EXPECTED_STATE.values()) == every
 
 
-async def test_every_persona_in_every_state(fuzzer: Fuzzer, capsys) -> None:  # type: ignore[no-untyped-def]
+async def test_every_persona_in_every_state(fuzzer: Fuzzer, capsys) -> None:
     """Each (persona, state): walk there, then the whole battery, walking back when moved."""
     started = time.monotonic()
     for key, targets in TARGETS.items():
@@ -1251,7 +1251,7 @@ async def test_every_persona_in_every_state(fuzzer: Fuzzer, capsys) -> None:  # 
     _report(capsys, "every persona in every state", fuzzer.stats, time.monotonic() - started)
 
 
-async def test_random_update_sequences(fuzzer: Fuzzer, capsys) -> None:  # type: ignore[no-untyped-def]
+async def test_random_update_sequences(fuzzer: Fuzzer, capsys) -> None:
     """Hypothesis builds the sequences; each one runs on the bot's own event loop."""
     loop = asyncio.get_running_loop()
     started = time.monotonic()

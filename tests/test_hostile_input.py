@@ -15,7 +15,6 @@ import asyncio
 import csv
 import io
 import re
-from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
@@ -38,9 +37,8 @@ from services.imports.beneficiaries import import_beneficiaries
 from services.imports.disbursements import import_disbursements
 from services.napza.partners import import_partners
 from tests.conftest import TEST_SECRET
+from tests.support.clock import NOW, install_clock
 from tg.callbacks import DisputeCB
-
-NOW = datetime(2026, 5, 20, 3, 0, tzinfo=UTC)
 
 SQL = "'; DROP TABLE beneficiaries;--"
 FAMILY_NAME = f'=HYPERLINK("http://x") <b>Siti</b> &amp; {SQL}'
@@ -72,16 +70,8 @@ IPWL-3204,"{PARTNER_NAME}",ipwl,32.04,081211112222,<b>konseling</b>;=rawat jalan
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
-async def app(bot_app, sessionmaker, tmp_path):  # type: ignore[no-untyped-def]
+async def app(bot_app, sessionmaker, tmp_path):
     files = {
         "beneficiaries.csv": BENEFICIARIES, "disbursements.csv": DISBURSEMENTS,
         "ewarongs.csv": EWARONGS, "partners.csv": PARTNERS,
@@ -96,13 +86,12 @@ async def app(bot_app, sessionmaker, tmp_path):  # type: ignore[no-untyped-def]
         await import_partners(sessionmaker, tmp_path / "partners.csv"),
     ):
         assert report.ok, report.errors
-    bot_app.clock = Clock()
-    bot_app.ctx.clock = bot_app.clock
+    install_clock(bot_app)
     await bot_app.client.set_limits(enabled=False)
     return bot_app
 
 
-def shown_literally(message, value: str) -> None:  # type: ignore[no-untyped-def]
+def shown_literally(message, value: str) -> None:
     """`value` is in the rendered text as typed, and no tag of it became formatting."""
     assert value in message.text, (value, message.text)
     if "<" in value or "&" in value:  # what the bot sent had it escaped
@@ -113,7 +102,7 @@ def formula_safe(cell: str) -> bool:
     return not cell.startswith(FORMULA_START)
 
 
-async def staff(app, sessionmaker, role: str, scope: str, name: str):  # type: ignore[no-untyped-def]
+async def staff(app, sessionmaker, role: str, scope: str, name: str):
     async with sessionmaker() as session, session.begin():
         payload = await invites.create_invite(session, role, scope, created_by=None, now=NOW)
     member = await app.user(name)
@@ -123,7 +112,7 @@ async def staff(app, sessionmaker, role: str, scope: str, name: str):  # type: i
 
 async def test_imported_names_are_stored_and_shown_literally_and_exported_safely(
     app, sessionmaker, session, tmp_path, monkeypatch
-):  # type: ignore[no-untyped-def]
+):
     stored = await session.scalar(select(Beneficiary.name))
     assert stored == FAMILY_NAME  # as typed in the file: no escaping in the database
     warung = await session.get(EWarong, "EW-3204-001")
@@ -215,7 +204,7 @@ async def test_imported_names_are_stored_and_shown_literally_and_exported_safely
     assert all(formula_safe(cell) for line in rows for cell in line)
 
 
-async def test_free_text_typed_in_chat_is_stored_and_relayed_literally(app, sessionmaker):  # type: ignore[no-untyped-def]
+async def test_free_text_typed_in_chat_is_stored_and_relayed_literally(app, sessionmaker):
     ana = await staff(app, sessionmaker, "partner", "IPWL-3204", STAFF_NAME)
     colleague = await staff(app, sessionmaker, "partner", "IPWL-3204", "Budi")
     requester = await app.user(REQUESTER_NAME)
@@ -263,7 +252,7 @@ async def test_free_text_typed_in_chat_is_stored_and_relayed_literally(app, sess
         ("'already quoted", "'already quoted"),
     ],
 )  # fmt: skip
-def test_csv_cells_never_start_a_formula(value, expected) -> None:  # type: ignore[no-untyped-def]
+def test_csv_cells_never_start_a_formula(value, expected) -> None:
     assert reports.csv_cell(value) == expected
 
 

@@ -603,11 +603,11 @@ async def test_quoted_fields_with_commas_and_quotes(
     assert (await beneficiary(session, SITI_NIK)).name == 'Aminah, Siti "Ami"'
 
 
-async def test_a_kks_number_belongs_to_one_family(sessionmaker, tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_a_kks_number_belongs_to_one_family(sessionmaker, tmp_path) -> None:
     from services.identity import Hasher
     from services.imports.beneficiaries import import_beneficiaries
     from tests.conftest import TEST_SECRET
-    from tests.registry import load_registry
+    from tests.support.registry import load_registry
 
     hasher = Hasher(TEST_SECRET.encode())
     await load_registry(sessionmaker, hasher, tmp_path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -30,8 +30,8 @@ from services.invites import (
     remove_role,
     token_hash,
 )
+from tests.support.clock import NOW
 
-NOW = datetime(2025, 5, 1, 3, 0, tzinfo=UTC)
 HEADER = "code,name,village_code,address,latitude,longitude,bank"
 SHOPS = (
     "BDG-01,Warung Bu Siti,32.73.01.1001,Jl. Diponegoro 22,-6.9025,107.6187,BRI",
@@ -76,7 +76,7 @@ async def roles_of(session: AsyncSession, telegram_id: int) -> list[tuple[str, s
         .where(AccountRole.telegram_id == telegram_id)
         .order_by(AccountRole.role, AccountRole.scope)
     )
-    return [tuple(row) for row in rows]  # type: ignore[misc]
+    return [tuple(row) for row in rows]
 
 
 # --- creating ----------------------------------------------------------------------
@@ -156,7 +156,7 @@ async def test_agent_invites_need_an_active_ewarong(
         with pytest.raises(InviteError):
             await invite(sessionmaker, role="partner", scope=bad)
     with pytest.raises(ValueError, match="timezone-aware"):
-        await invite(sessionmaker, now=datetime(2025, 5, 1, 3, 0))
+        await invite(sessionmaker, now=NOW.replace(tzinfo=None))
     assert (await session.execute(select(Invite))).first() is None
 
 

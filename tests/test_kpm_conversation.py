@@ -3,31 +3,21 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
 
 from models import Account, AuditEvent
-from tests.registry import BUDI, SITI, activation_code_for, link_with_activation, load_registry
-
-NOW = datetime(2026, 5, 20, 3, 0, tzinfo=UTC)
+from tests.support.clock import NOW, install_clock
+from tests.support.people import link_by_phone, link_with_activation
+from tests.support.registry import BUDI, SITI, activation_code_for, load_registry
 
 
 @pytest.fixture
-async def app(bot_app, sessionmaker, tmp_path):  # type: ignore[no-untyped-def]
+async def app(bot_app, sessionmaker, tmp_path):
     await load_registry(sessionmaker, bot_app.ctx.hasher, tmp_path)
-    bot_app.ctx.clock = lambda: NOW
+    install_clock(bot_app)
     return bot_app
-
-
-async def link(user, person=SITI):  # type: ignore[no-untyped-def]
-    """Walk a user through the three linking steps; returns the final replies."""
-    await user.send("/start")
-    await user.press("Hubungkan akun KPM")
-    await user.share_contact(person["phone"])
-    await user.send(person["nik"])
-    return await user.send(person["birth_date"])
 
 
 async def test_start_greets_unlinked_user_in_indonesian_with_link_offer(app):
@@ -75,7 +65,7 @@ async def test_link_then_status_shows_pkh_and_bpnt_from_imported_data(app):
 
 async def test_status_in_english_after_choosing_language(app):
     user = await app.user("Siti")
-    await link(user)
+    await link_by_phone(user)
     await user.send("/bahasa")
     replies = await user.press("English")
     assert any("Language: English" in r.text for r in replies)
@@ -183,9 +173,9 @@ async def test_mismatch_never_says_which_field_was_wrong(app):
     wrong_date = await app.user("B")
     wrong_phone = await app.user("C")
     replies = [
-        await link(wrong_nik, {**SITI, "nik": "3204105507850004"}),
-        await link(wrong_date, {**SITI, "birth_date": "16-07-1985"}),
-        await link(wrong_phone, {**SITI, "phone": "081299998888"}),
+        await link_by_phone(wrong_nik, {**SITI, "nik": "3204105507850004"}),
+        await link_by_phone(wrong_date, {**SITI, "birth_date": "16-07-1985"}),
+        await link_by_phone(wrong_phone, {**SITI, "phone": "081299998888"}),
     ]
     # The same words each time; only the attempts left differ, as Siti's NIK counts the
     # failures of every account that typed it (the NIK of wrong_nik is another one).
@@ -203,7 +193,7 @@ async def test_mismatch_never_says_which_field_was_wrong(app):
 async def test_five_failures_lock_linking_for_an_hour(app, session):
     user = await app.user("Siti")
     bad = {**SITI, "birth_date": "01-01-1980"}
-    await link(user, bad)
+    await link_by_phone(user, bad)
     for left in (3, 2, 1):
         await user.send(SITI["nik"])
         reply = (await user.send(bad["birth_date"]))[-1].text
@@ -220,9 +210,9 @@ async def test_five_failures_lock_linking_for_an_hour(app, session):
 
 async def test_second_account_cannot_link_the_same_family_and_is_audited(app, session):
     first = await app.user("Siti")
-    await link(first)
+    await link_by_phone(first)
     second = await app.user("Siti2")
-    reply = (await link(second))[-1].text
+    reply = (await link_by_phone(second))[-1].text
     # answered like any mismatch: "linked elsewhere" would tell a stranger the NIK is a KPM's
     assert "tidak cocok" in reply and "terhubung" not in reply
     refused = await session.scalar(
@@ -263,7 +253,7 @@ async def test_status_before_linking_points_to_linking(app):
 
 async def test_delete_my_data_unlinks_after_confirmation_and_ignores_replays(app, session):
     user = await app.user("Siti")
-    await link(user)
+    await link_by_phone(user)
     await user.send("/bahasa")
     await user.press("Bahasa Indonesia")
     question = (await user.press("Hapus data saya"))[-1]
@@ -284,12 +274,12 @@ async def test_delete_my_data_unlinks_after_confirmation_and_ignores_replays(app
     assert answers[-1]["text"] == "Tombol ini sudah tidak berlaku."
     assert "belum terhubung" in (await user.send("/status"))[-1].text
     # registry stays: the family can link again
-    assert "Siti A***" in (await link(user))[-1].text
+    assert "Siti A***" in (await link_by_phone(user))[-1].text
 
 
 async def test_forged_erase_button_does_nothing(app, session):
     user = await app.user("Siti")
-    await link(user)
+    await link_by_phone(user)
     question = (await user.press("Hapus data saya"))[-1]
     await user.callback(question.message_id, "erase:yes:forgedtoken")
     assert (await user.callback_answers())[-1]["text"] == "Tombol ini sudah tidak berlaku."

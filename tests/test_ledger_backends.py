@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +36,12 @@ from services.identity import Hasher
 from services.imports.beneficiaries import BENEFICIARY_COLUMNS, import_beneficiary_records
 from services.imports.csvfile import parse_csv_text
 from tests.conftest import TEST_SECRET
-from tests.faults_support import migrate
-from tests.registry import BENEFICIARIES
-from tests.shopping_support import WARUNG
+from tests.support.clock import NOW
+from tests.support.registry import BENEFICIARIES
+from tests.support.servers import migrate
+from tests.support.shopping import WARUNG
 
 HASHER = Hasher(TEST_SECRET.encode())
-NOW = datetime(2026, 5, 20, 3, 0, tzinfo=UTC)
 AGENT = 9001
 ADMIN = 77
 REQUIRED = os.environ.get("REQUIRE_SERVICES") == "1"
@@ -274,13 +274,13 @@ EXPECTED = {
 # fmt: on
 
 
-async def test_the_money_story_on_sqlite(sqlite_sessionmaker) -> None:  # type: ignore[no-untyped-def]
+async def test_the_money_story_on_sqlite(sqlite_sessionmaker) -> None:
     assert await story(sqlite_sessionmaker) == EXPECTED
 
 
 async def test_postgresql_writes_the_same_money_rows_as_sqlite(
     sessionmaker, sqlite_sessionmaker
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     """The one-statement confirmation and the PostgreSQL locks change no row. `sessionmaker`
     is conftest's: the emptied test database, PostgreSQL when TEST_DATABASE_URL is set."""
     url = os.environ.get("TEST_DATABASE_URL", "")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import HealthCheck, event, given, settings
@@ -32,13 +31,13 @@ from services.imports.beneficiaries import BENEFICIARY_COLUMNS, import_beneficia
 from services.imports.csvfile import parse_csv_text, records_from_dicts
 from services.imports.disbursements import DISBURSEMENT_COLUMNS, import_disbursement_records
 from tests.conftest import TEST_SECRET, _truncate
-from tests.registry import BENEFICIARIES, BUDI, DISBURSEMENTS, SITI
-from tests.shopping_support import WARUNG
+from tests.support.clock import NOW
+from tests.support.registry import BENEFICIARIES, BUDI, DISBURSEMENTS, SITI
+from tests.support.shopping import WARUNG
 
-NOW = datetime(2026, 5, 20, 3, 0, tzinfo=UTC)
 HASHER = Hasher(TEST_SECRET.encode())
 NIKS = {"siti": SITI["nik"], "budi": BUDI["nik"]}
-START_BALANCE = {"siti": 400_000, "budi": 0}  # tests/registry.py: two BPNT months for Siti
+START_BALANCE = {"siti": 400_000, "budi": 0}  # support/registry.py: two BPNT months for Siti
 PERIODS = ("2025-01", "2025-02", "2025-03")  # not in the registry: the model starts clean
 STATUSES = ("ditetapkan", "diproses", "disalurkan", "gagal")
 KEYS = 4  # a small pool, so the same key comes back (a double press, a retried update)
@@ -123,14 +122,14 @@ class Model:
 
 
 async def setup(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, int]:
-    """The registry of tests/registry.py (imported for real) and the e-Warong."""
+    """The registry of tests/support/registry.py (imported for real) and the e-Warong."""
     for text, columns, importer in (
         (BENEFICIARIES, BENEFICIARY_COLUMNS, import_beneficiary_records),
         (DISBURSEMENTS, DISBURSEMENT_COLUMNS, import_disbursement_records),
     ):
         records, errors = parse_csv_text(text, columns)
         assert not errors
-        report = await importer(sessionmaker, records, HASHER)  # type: ignore[operator]
+        report = await importer(sessionmaker, records, HASHER)
         assert report.ok, report.errors
     async with sessionmaker() as session, session.begin():
         session.add(EWarong(**WARUNG))

@@ -10,7 +10,7 @@ import pytest
 from bot.runtime import configure_logging
 
 
-def test_json_log_lines(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_json_log_lines(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
     root = logging.getLogger()
     saved = root.handlers[:], root.level
     monkeypatch.setenv("LOG_FORMAT", "json")

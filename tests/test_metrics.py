@@ -36,7 +36,7 @@ async def _scrape(url: str) -> str:
 
 async def test_webhook_process_metrics_count_updates_latency_and_open_referrals(
     settings, engine, sessionmaker, clean_redis
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     emulator = BotApiEmulator(token=BOT_TOKEN)
     settings.telegram_api_url = await emulator.start()
     settings.webhook_secret = SECRET
@@ -46,7 +46,7 @@ async def test_webhook_process_metrics_count_updates_latency_and_open_referrals(
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
     # what `bansos-bot webhook` starts on METRICS_PORT beside the webhook
     metrics_runner = await metrics.serve(0, sessionmaker, host="127.0.0.1")
     scrape_url = f"http://127.0.0.1:{metrics_runner.addresses[0][1]}/metrics"
@@ -89,7 +89,7 @@ async def test_webhook_process_metrics_count_updates_latency_and_open_referrals(
         await emulator.stop()
 
 
-async def test_worker_metrics_server_reports_broadcast_outcomes(sessionmaker) -> None:  # type: ignore[no-untyped-def]
+async def test_worker_metrics_server_reports_broadcast_outcomes(sessionmaker) -> None:
     runner = await metrics.serve(0, sessionmaker, host="127.0.0.1")
     try:
         port = runner.addresses[0][1]

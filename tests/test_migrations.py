@@ -8,8 +8,8 @@ from alembic.migration import MigrationContext
 from models import Base
 
 
-async def test_migrations_match_models(engine) -> None:  # type: ignore[no-untyped-def]
-    def diff(connection):  # type: ignore[no-untyped-def]
+async def test_migrations_match_models(engine) -> None:
+    def diff(connection):
         context = MigrationContext.configure(connection)
         return compare_metadata(context, Base.metadata)
 
@@ -18,7 +18,7 @@ async def test_migrations_match_models(engine) -> None:  # type: ignore[no-untyp
     assert differences == []
 
 
-async def test_pkh_rates_are_seeded_as_data(session) -> None:  # type: ignore[no-untyped-def]
+async def test_pkh_rates_are_seeded_as_data(session) -> None:
     from sqlalchemy import select
 
     from models import PkhComponentRate

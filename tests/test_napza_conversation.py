@@ -2,79 +2,26 @@
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
-from bot.worker import worker_tick
 from models import HelpRequest, RelayMessage
-from services import accounts, invites
+from services import accounts
 from services.napza.partners import import_partners
-from tg.notify.napza import send_deliveries
-
-NOW = datetime(2026, 5, 20, 3, 0, tzinfo=UTC)
-PARTNERS = """\
-code,name,kind,region_codes,phone,services
-IPWL-3204,IPWL Rumah Sehat Bandung,ipwl,32.04,081211112222,konseling;rawat jalan
-PKM-32,Puskesmas Jawa Barat,puskesmas,32,081233334444,konseling
-RS-NAS,Balai Rehabilitasi Nasional,rehabilitasi,*,081255556666,rawat inap
-"""
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
+from tests.support.clock import NOW, install_clock
+from tests.support.napza import PARTNERS_CSV, ask_for_help, napza_tick, staff
 
 
 @pytest.fixture
-async def app(bot_app, sessionmaker, tmp_path):  # type: ignore[no-untyped-def]
+async def app(bot_app, sessionmaker, tmp_path):
     path = tmp_path / "partners.csv"
-    path.write_text(PARTNERS, encoding="utf-8")
+    path.write_text(PARTNERS_CSV, encoding="utf-8")
     report = await import_partners(sessionmaker, path)
     assert report.ok, report.errors
-    bot_app.clock = Clock()
-    bot_app.ctx.clock = bot_app.clock
+    install_clock(bot_app)
     return bot_app
-
-
-async def staff(app, sessionmaker, org: str, name: str):  # type: ignore[no-untyped-def]
-    async with sessionmaker() as session, session.begin():
-        payload = await invites.create_invite(
-            session, "partner", org, created_by=None, now=app.clock()
-        )
-    member = await app.user(name)
-    assert "staf lembaga mitra" in (await member.send(f"/start {payload}"))[-1].text
-    return member
-
-
-async def ask_for_help(user, *, region="bandung", pick="Kabupaten Bandung", note=None):  # type: ignore[no-untyped-def]
-    await user.send("/napza")
-    await user.press("Lanjutkan")
-    await user.press("Anggota keluarga")
-    await user.press("18–25 tahun")
-    await user.press("Rawat jalan")
-    await user.send(region)
-    await user.press(pick)
-    await user.press("Tidak mendesak")
-    if note is None:
-        await user.press("Lewati")
-    else:
-        await user.send(note)
-    replies = await user.press("Ya, kirim")
-    match = re.search(r"NPZ-[0-9A-Z]{6}", replies[-1].text)
-    assert match, replies[-1].text
-    return match.group(0)
-
-
-async def run_worker(app, sessionmaker):  # type: ignore[no-untyped-def]
-    deliveries = await worker_tick(app.ctx, app.clock())
-    async with sessionmaker() as session, session.begin():
-        await send_deliveries(app.bot, app.dp.workflow_data["i18n"], session, deliveries)
 
 
 async def test_emergency_numbers_come_before_any_question(app):
@@ -133,10 +80,10 @@ async def test_request_reaches_the_most_specific_partner_and_completes(app, sess
 
     # retention: 90 days after closing, the note and the relayed chat are gone
     app.clock.now = NOW + timedelta(days=89)
-    await run_worker(app, sessionmaker)
+    await napza_tick(app, sessionmaker)
     assert (await _request(sessionmaker, ticket)).note is not None
     app.clock.now = NOW + timedelta(days=91)
-    await run_worker(app, sessionmaker)
+    await napza_tick(app, sessionmaker)
     purged = await _request(sessionmaker, ticket)
     assert purged.note is None and purged.purged_at is not None
     async with sessionmaker() as session:
@@ -148,7 +95,7 @@ async def test_request_reaches_the_most_specific_partner_and_completes(app, sess
     assert left == 0
 
 
-async def _request(sessionmaker, ticket):  # type: ignore[no-untyped-def]
+async def _request(sessionmaker, ticket):
     async with sessionmaker() as session:
         return await session.scalar(select(HelpRequest).where(HelpRequest.ticket == ticket))
 
@@ -194,15 +141,15 @@ async def test_unanswered_request_moves_on_then_escalates_to_admins(app, session
     ticket = await ask_for_help(requester)
 
     app.clock.now = NOW + timedelta(hours=23)
-    await run_worker(app, sessionmaker)
+    await napza_tick(app, sessionmaker)
     assert ticket not in " ".join(m.text for m in await citra.messages())
     for hours, who in ((25, citra), (50, national)):
         app.clock.now = NOW + timedelta(hours=hours)
-        await run_worker(app, sessionmaker)
+        await napza_tick(app, sessionmaker)
         assert ticket in (await who.last()).text
     app.clock.now = NOW + timedelta(hours=75)
-    await run_worker(app, sessionmaker)
-    await run_worker(app, sessionmaker)  # a second pass must not escalate twice
+    await napza_tick(app, sessionmaker)
+    await napza_tick(app, sessionmaker)  # a second pass must not escalate twice
     alerts = [m for m in await admin.messages() if ticket in m.text]
     assert len(alerts) == 1 and "Tidak ada lembaga mitra yang menjawab" in alerts[0].text
     assert "petugas sudah diberi tahu" in (await requester.last()).text
@@ -251,7 +198,7 @@ async def test_ticket_status_and_cancel(app, sessionmaker):
 
 
 async def test_location_at_the_where_step_picks_the_regency(app, sessionmaker, tmp_path):
-    from tests.shopping_support import shopping_world
+    from tests.support.shopping import shopping_world
 
     await shopping_world(sessionmaker, app.ctx.hasher, tmp_path)  # e-Warongs are the map
     ana = await staff(app, sessionmaker, "IPWL-3204", "Ana")

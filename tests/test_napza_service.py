@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import (
-    Account,
-    AccountRole,
     AuditEvent,
     HelpRequest,
     HelpRequestOffer,
@@ -26,71 +23,18 @@ from services.imports.csvfile import records_from_dicts
 from services.napza import actions, common, intake, regions, relay, retention, routing
 from services.napza.actions import AcceptResult
 from services.napza.intake import RequestAnswers
-from services.napza.partners import import_partner_records
-from services.napza.routing import SlaPolicy
-
-NOW = datetime(2025, 5, 1, 3, 0, tzinfo=UTC)
-SLA = SlaPolicy(urgent=timedelta(hours=1), normal=timedelta(hours=24))
-NOTE = "adik saya pakai sabu rahasia-123"
-REQUESTER = 5001
-ADMIN_NATIONAL, ADMIN_JABAR, ADMIN_JATIM = 9001, 9002, 9003
-
-PARTNERS = [
-    # code, region_codes, staff
-    ("REG", "32.04", [101, 102]),
-    ("PROV", "32", [201]),
-    ("NAT", "*", [301]),
-    ("NOSTAFF", "32.04", []),
-    ("OTHER", "35", [401]),
-]
-
-
-def answers(region: str = "32.04", urgent: bool = False, note: str | None = NOTE) -> RequestAnswers:
-    return RequestAnswers("family", "18_25", "konseling", region, urgent, note)
-
-
-async def add_partners(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    partners: Sequence[tuple[str, str, list[int]]] = PARTNERS,
-) -> None:
-    rows = [
-        {
-            "code": code,
-            "name": f"Org {code}",
-            "kind": "ipwl",
-            "region_codes": regions,
-            "phone": "081234567890",
-            "services": "",
-        }
-        for code, regions, _ in partners
-    ]
-    report = await import_partner_records(sessionmaker, records_from_dicts(rows))
-    assert report.ok, report.errors
-    async with sessionmaker() as session, session.begin():
-        for code, _, staff in partners:
-            for telegram_id in staff:
-                account = await session.get(Account, telegram_id)
-                if account is None:
-                    session.add(Account(telegram_id=telegram_id, roles=[]))
-                    await session.flush()
-                session.add(AccountRole(telegram_id=telegram_id, role="partner", scope=code))
-        for telegram_id, scope in (
-            (ADMIN_NATIONAL, None),
-            (ADMIN_JABAR, "32"),
-            (ADMIN_JATIM, "35"),
-        ):
-            session.add(Account(telegram_id=telegram_id, roles=[]))
-            await session.flush()
-            session.add(AccountRole(telegram_id=telegram_id, role="admin", scope=scope))
-
-
-async def create(
-    sessionmaker: async_sessionmaker[AsyncSession], **kwargs: object
-) -> routing.Delivery:
-    requester = int(kwargs.pop("requester", REQUESTER))  # type: ignore[call-overload]
-    now = kwargs.pop("now", NOW)
-    async with sessionmaker() as session, session.begin():
-        return await intake.create_request(session, requester, answers(**kwargs), SLA, now)  # type: ignore[arg-type]
+from tests.support.clock import NOW
+from tests.support.napza import (
+    ADMIN_JABAR,
+    ADMIN_JATIM,
+    ADMIN_NATIONAL,
+    NOTE,
+    REQUESTER,
+    SLA,
+    add_partners,
+    answers,
+    create,
+)
 
 
 async def stored(sessionmaker: async_sessionmaker[AsyncSession], request_id: int) -> HelpRequest:
@@ -216,7 +160,7 @@ async def test_inactive_partners_are_not_offered(
 # --- accept ------------------------------------------------------------------------
 
 
-async def _accept(sessionmaker, request_id: int, partner: str, staff: int) -> actions.AcceptOutcome:  # type: ignore[no-untyped-def]
+async def _accept(sessionmaker, request_id: int, partner: str, staff: int) -> actions.AcceptOutcome:
     async with sessionmaker() as session, session.begin():
         return await actions.accept(session, request_id, partner, staff, NOW)
 
@@ -224,7 +168,7 @@ async def _accept(sessionmaker, request_id: int, partner: str, staff: int) -> ac
 async def test_exactly_one_staff_member_wins_the_accept_race(
     sessionmaker: async_sessionmaker[AsyncSession],
     engine,
-    partners: None,  # type: ignore[no-untyped-def]
+    partners: None,
 ) -> None:
     request = (await create(sessionmaker)).request
     if engine.dialect.name == "postgresql":
@@ -271,7 +215,7 @@ async def test_accepting_a_cancelled_request_says_closed(
 # --- decline and SLA ---------------------------------------------------------------
 
 
-async def _decline(sessionmaker, request_id: int, partner: str, staff: int):  # type: ignore[no-untyped-def]
+async def _decline(sessionmaker, request_id: int, partner: str, staff: int):
     async with sessionmaker() as session, session.begin():
         return await actions.decline(session, request_id, partner, staff, SLA, NOW)
 
@@ -309,7 +253,7 @@ async def test_decline_moves_to_the_next_partner_then_escalates(
 async def test_sla_expiry_reroutes_and_escalates_once(
     sessionmaker: async_sessionmaker[AsyncSession],
     engine,
-    partners: None,  # type: ignore[no-untyped-def]
+    partners: None,
 ) -> None:
     request = (await create(sessionmaker, urgent=True)).request
 

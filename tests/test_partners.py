@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from services.napza.partners import (
     get_partner,
     import_partners,
 )
+from tests.support.clock import NOW
 
 HEADER = "code,name,kind,region_codes,phone,services\n"
 GOOD = (
@@ -26,7 +26,6 @@ GOOD = (
     + "RS-32,RSJ Jawa Barat,rumah_sakit,32,,Rawat inap\n"
     + "BNN,BNN Pusat,LAINNYA,*,+62215000184,\n"
 )
-NOW = datetime(2025, 5, 1, 3, 0, tzinfo=UTC)
 
 
 def write(tmp_path: Path, text: str, name: str = "partners.csv") -> Path:

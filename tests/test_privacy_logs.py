@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from tests.registry import SITI, load_registry
+from tests.support.registry import SITI, load_registry
 
 
 async def test_linking_logs_no_nik_phone_name_or_birth_date(
     bot_app, sessionmaker, tmp_path, caplog
-):  # type: ignore[no-untyped-def]
+):
     await load_registry(sessionmaker, bot_app.ctx.hasher, tmp_path)
     caplog.set_level(logging.DEBUG)
     user = await bot_app.user("Siti")

@@ -173,7 +173,7 @@ async def test_memory_real_clock_smoke() -> None:
 
 def _settings(**values: object) -> Settings:
     values.setdefault("redis_url", None)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 def test_broadcast_rate_default_and_paid() -> None:
@@ -193,7 +193,7 @@ async def test_create_uses_paid_rate_from_environment(monkeypatch: pytest.Monkey
     monkeypatch.setenv("PAID_BROADCAST", "true")
     monkeypatch.setenv("BROADCAST_RATE", "7")
     monkeypatch.delenv("REDIS_URL", raising=False)
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     limiter = create_rate_limiter(settings)
     assert isinstance(limiter, MemoryRateLimiter)
     assert limiter.rate == 1000.0
@@ -297,12 +297,12 @@ async def test_redis_reserved_slots_keep_the_shared_limit_with_fewer_round_trips
     for limiter in (a, b):
         original = limiter._eval
 
-        async def counted(*args, _original=original):  # type: ignore[no-untyped-def]
+        async def counted(*args, _original=original):
             nonlocal calls
             calls += 1
             return await _original(*args)
 
-        limiter._eval = counted  # type: ignore[method-assign]
+        limiter._eval = counted
     elapsed, stamps = await _drain([a, b], 150)
     assert len(stamps) == 150
     assert elapsed >= (150 - 3 - 5) / 100  # never faster than the shared schedule allows

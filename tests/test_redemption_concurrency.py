@@ -22,7 +22,6 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -44,10 +43,10 @@ from services.identity import Hasher
 from services.imports.csvfile import records_from_dicts
 from services.imports.disbursements import import_disbursement_records
 from tests.conftest import TEST_SECRET
-from tests.registry import BUDI
-from tests.shopping_support import OTHER_WARUNG, shopping_world
+from tests.support.clock import NOW
+from tests.support.registry import BUDI
+from tests.support.shopping import OTHER_WARUNG, shopping_world
 
-NOW = datetime(2026, 5, 20, 3, 0, tzinfo=UTC)
 HASHER = Hasher(TEST_SECRET.encode())
 ON_POSTGRES = os.environ.get("TEST_DATABASE_URL", "").startswith("postgresql")
 
@@ -91,7 +90,7 @@ def basket(
     )
 
 
-async def family_with_a_million(sessionmaker: async_sessionmaker[AsyncSession], tmp_path) -> int:  # type: ignore[no-untyped-def]
+async def family_with_a_million(sessionmaker: async_sessionmaker[AsyncSession], tmp_path) -> int:
     """Budi (BPNT only) credited Rp1.000.000 by five BPNT months, through the real import."""
     world = await shopping_world(sessionmaker, HASHER, tmp_path)
     months = [
@@ -176,7 +175,7 @@ async def check_race(
     errors = [o for o in outcomes if isinstance(o, BaseException)]
     # Serialization failures or deadlocks under READ COMMITTED would be a bug in confirm().
     assert not errors, [f"{type(e).__name__}: {e}" for e in errors[:5]]
-    results = Counter(o.result for o in outcomes)  # type: ignore[union-attr]
+    results = Counter(o.result for o in outcomes)
     assert set(results) <= {
         ConfirmResult.CONFIRMED,
         ConfirmResult.ALREADY_CONFIRMED,
@@ -225,15 +224,13 @@ async def check_race(
         assert r.balance_after == running
     # Every CONFIRMED outcome is a stored redemption, and only one per key.
     confirmed_keys = [
-        o.redemption.idempotency_key
-        for o in outcomes
-        if o.result is ConfirmResult.CONFIRMED  # type: ignore[union-attr]
+        o.redemption.idempotency_key for o in outcomes if o.result is ConfirmResult.CONFIRMED
     ]
     assert sorted(confirmed_keys) == sorted(r.idempotency_key for r in redemptions)
 
     by_key: dict[str, list[ConfirmResult]] = defaultdict(list)
     for draft, outcome in zip(race.drafts, outcomes, strict=True):
-        by_key[draft.key].append(outcome.result)  # type: ignore[union-attr]
+        by_key[draft.key].append(outcome.result)
     for key, presses in race.key_groups.items():
         assert len(by_key[key]) == presses
         assert Counter(by_key[key]) == Counter(
@@ -264,7 +261,7 @@ async def check_race(
     refused = [
         d.total
         for d, o in zip(race.drafts, outcomes, strict=True)
-        if o.result is ConfirmResult.INSUFFICIENT  # type: ignore[union-attr]
+        if o.result is ConfirmResult.INSUFFICIENT
     ]
     assert refused, "the baskets were meant to exceed the balance"
     assert balance < min(refused)
@@ -282,7 +279,7 @@ def summary(dialect: str, race: Race, results: Counter[ConfirmResult], seconds: 
 
 
 @pytest.fixture
-async def race_engine(engine: AsyncEngine, database_url: str):  # type: ignore[no-untyped-def]
+async def race_engine(engine: AsyncEngine, database_url: str):
     """A second engine with a pool big enough for dozens of overlapping transactions."""
     race = create_engine(database_url, **POOL)
     yield race
@@ -317,7 +314,7 @@ async def run_and_check(
 
 async def test_racing_confirmations_keep_the_balance_exact(
     sessionmaker, race_engine, tmp_path, capsys
-):  # type: ignore[no-untyped-def]
+):
     async def launch(
         racing: async_sessionmaker[AsyncSession], race: Race
     ) -> list[ConfirmOutcome | BaseException]:
@@ -333,7 +330,7 @@ async def test_racing_confirmations_keep_the_balance_exact(
 )
 async def test_confirmations_queued_behind_a_held_wallet_lock_all_go_at_once(
     sessionmaker, race_engine, tmp_path, capsys
-):  # type: ignore[no-untyped-def]
+):
     """Worst case for contention: hold the wallet row until dozens of confirmations wait
     on locks (the wallet, a key, a code), then release them together."""
     waiting_seen = 0

@@ -107,7 +107,7 @@ async def test_real_regions_are_loaded_with_parents(session: AsyncSession) -> No
     village = await session.get(Region, "32.04.10.2001")
     assert village is not None
     assert (village.name, village.level, village.parent_code) == ("Margaasih", 4, "32.04.10")
-    assert (await session.get(Region, "32")).parent_code is None  # type: ignore[union-attr]
+    assert (await session.get(Region, "32")).parent_code is None
 
 
 async def test_directory_lookups(session: AsyncSession) -> None:

@@ -460,7 +460,7 @@ async def test_reset_over_the_web_api_tells_open_pages(
     assert kinds[0] == "reset" and kinds[-1] == "ready"
 
 
-async def test_persona_setup_problems_are_reported_not_fatal(sessionmaker) -> None:  # type: ignore[no-untyped-def]
+async def test_persona_setup_problems_are_reported_not_fatal(sessionmaker) -> None:
     problems = await seed_personas(sessionmaker, Hasher(TEST_SECRET.encode()), PERSONAS)
     assert problems == [
         "Siti Aminah: the family is not in the registry",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import stat
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from aiogram import Dispatcher, Router
@@ -21,19 +21,19 @@ from infra.settings import SECRET_FILE_NAME, ConfigurationError, Settings
 from models import AccountRole, AuditEvent, Invite, ShoppingCode
 from services import accounts, invites
 from tests.conftest import TEST_SECRET
-from tests.registry import SITI
-from tests.shopping_support import WARUNG, shopping_world
+from tests.support.clock import NOW, install_clock
+from tests.support.people import linked_kpm, make_agent
+from tests.support.shopping import WARUNG, shopping_world
 from tg import texts
 from tg.filters import HasRole
 
 PG_URL = "postgresql+asyncpg://bansos:pw@db.internal:5432/bansos"
-NOW = datetime(2026, 5, 20, 3, 0, tzinfo=UTC)
 
 # --- SECRET_KEY --------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("key", [None, "", "   "])
-def test_secret_key_is_required_outside_the_embedded_sqlite_default(key) -> None:  # type: ignore[no-untyped-def]
+def test_secret_key_is_required_outside_the_embedded_sqlite_default(key) -> None:
     settings = Settings(_env_file=None, database_url=PG_URL, secret_key=key)
     with pytest.raises(ConfigurationError) as refused:
         settings.resolved_secret_key()
@@ -43,7 +43,7 @@ def test_secret_key_is_required_outside_the_embedded_sqlite_default(key) -> None
     assert isinstance(refused.value, SystemExit)  # the process stops with the message
 
 
-def test_the_embedded_default_needs_no_configuration(tmp_path, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_the_embedded_default_needs_no_configuration(tmp_path, monkeypatch, caplog) -> None:
     """`make run` without anything set (the sandbox, or polling on SQLite) must keep working:
     the key is generated once, private to its owner, beside the database."""
     monkeypatch.chdir(tmp_path)
@@ -68,7 +68,7 @@ def test_the_embedded_default_needs_no_configuration(tmp_path, monkeypatch, capl
 
 def test_an_explicit_key_that_differs_from_the_generated_one_is_warned_about(
     tmp_path, caplog
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     database = f"sqlite+aiosqlite:///{tmp_path / 'bansos.db'}"
     generated = Settings(_env_file=None, database_url=database).resolved_secret_key()
     explicit = Settings(_env_file=None, database_url=database, secret_key=TEST_SECRET)
@@ -86,7 +86,7 @@ def test_an_explicit_key_that_differs_from_the_generated_one_is_warned_about(
         webhook.check_webhook()
 
 
-def test_a_short_secret_key_is_warned_about(caplog) -> None:  # type: ignore[no-untyped-def]
+def test_a_short_secret_key_is_warned_about(caplog) -> None:
     settings = Settings(_env_file=None, database_url=PG_URL, secret_key="hunter2")
     with caplog.at_level(logging.WARNING, logger="infra.settings"):
         assert settings.resolved_secret_key() == b"hunter2"
@@ -142,32 +142,20 @@ def menu_names(menu: list[dict[str, str]]) -> set[str]:
 
 
 @pytest.fixture
-async def world(bot_app, sessionmaker, tmp_path):  # type: ignore[no-untyped-def]
+async def world(bot_app, sessionmaker, tmp_path):
     """The bot with the test registry and e-Warongs, on a clock the test can move."""
     await shopping_world(sessionmaker, bot_app.ctx.hasher, tmp_path)
-    clock = {"now": NOW}
-    bot_app.ctx.clock = lambda: clock["now"]
-    bot_app.clock = clock
+    install_clock(bot_app)
     return bot_app
 
 
-async def make_agent(app, sessionmaker, name="Agus"):  # type: ignore[no-untyped-def]
-    async with sessionmaker() as session, session.begin():
-        payload = await invites.create_invite(
-            session, "agent", WARUNG["code"], created_by=None, now=app.ctx.now()
-        )
-    agent = await app.user(name)
-    assert "sekarang agen" in (await agent.send(f"/start {payload}"))[-1].text
-    return agent, payload
-
-
-def in_indonesian(app, *labels) -> list[str]:  # type: ignore[no-untyped-def]
+def in_indonesian(app, *labels) -> list[str]:
     i18n = app.dp.workflow_data["i18n"]
     with i18n.context(), i18n.use_locale("id"):
         return [str(label) for label in labels]
 
 
-async def test_staff_commands_are_in_no_one_elses_command_menu(world, sessionmaker) -> None:  # type: ignore[no-untyped-def]
+async def test_staff_commands_are_in_no_one_elses_command_menu(world, sessionmaker) -> None:
     guarded = staff_commands(world.dp)
     admin_commands = guarded.get("admin", set())
     assert {"sengketa", "undang_agen", "undang_mitra", "hapus_agen"} <= admin_commands
@@ -187,7 +175,7 @@ async def test_staff_commands_are_in_no_one_elses_command_menu(world, sessionmak
         assert "start" in menu and not menu & admin_commands, menu
 
 
-async def test_staff_commands_typed_by_others_are_refused_politely(world, sessionmaker) -> None:  # type: ignore[no-untyped-def]
+async def test_staff_commands_typed_by_others_are_refused_politely(world, sessionmaker) -> None:
     guarded = staff_commands(world.dp)
     agent, _ = await make_agent(world, sessionmaker)
     plain = await world.user("Budi")
@@ -215,7 +203,7 @@ async def test_staff_commands_typed_by_others_are_refused_politely(world, sessio
     assert "t.me/" in (await admin.send(f"/undang_agen {WARUNG['code']}"))[-1].text
 
 
-async def test_staff_buttons_are_not_offered_to_others_and_refused_if_typed(world) -> None:  # type: ignore[no-untyped-def]
+async def test_staff_buttons_are_not_offered_to_others_and_refused_if_typed(world) -> None:
     agent_labels = in_indonesian(world, texts.BTN_NEW_REDEMPTION, texts.BTN_TODAY, texts.BTN_EXPORT)
     admin_labels = in_indonesian(
         world,
@@ -240,7 +228,7 @@ async def test_staff_buttons_are_not_offered_to_others_and_refused_if_typed(worl
 
 async def test_an_invite_link_works_once_and_the_second_person_gets_nothing(
     world, sessionmaker
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     agent, payload = await make_agent(world, sessionmaker)
     copycat = await world.user("Copycat")
     assert "sudah dipakai" in (await copycat.send(f"/start {payload}"))[-1].text
@@ -262,21 +250,11 @@ async def test_an_invite_link_works_once_and_the_second_person_gets_nothing(
         late = await invites.create_invite(
             session, "agent", WARUNG["code"], created_by=None, now=NOW
         )
-    world.clock["now"] = NOW + invites.INVITE_TTL + timedelta(seconds=1)
+    world.clock.now = NOW + invites.INVITE_TTL + timedelta(seconds=1)
     assert "kedaluwarsa" in (await copycat.send(f"/start {late}"))[-1].text
 
 
-async def linked_kpm(app):  # type: ignore[no-untyped-def]
-    kpm = await app.user("Siti")
-    await kpm.send("/start")
-    await kpm.press("Hubungkan akun KPM")
-    await kpm.share_contact(SITI["phone"])
-    await kpm.send(SITI["nik"])
-    await kpm.send(SITI["birth_date"])
-    return kpm
-
-
-async def test_a_shopping_code_is_stored_hashed_and_spent_once(world, sessionmaker) -> None:  # type: ignore[no-untyped-def]
+async def test_a_shopping_code_is_stored_hashed_and_spent_once(world, sessionmaker) -> None:
     agent, _ = await make_agent(world, sessionmaker)
     kpm = await linked_kpm(world)
     match = re.search(r"<b>(\d{4} \d{4} \d{4})</b>", (await kpm.press("Kode belanja"))[-1].html)

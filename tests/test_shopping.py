@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -13,18 +13,18 @@ from services.bpnt.counter import LookupResult
 from services.bpnt.redemptions import BasketLine, ConfirmResult, RedemptionDraft
 from services.identity import Hasher
 from tests.conftest import TEST_SECRET
-from tests.shopping_support import WARUNG, shopping_world
+from tests.support.clock import NOW
+from tests.support.shopping import WARUNG, shopping_world
 
-NOW = datetime(2026, 5, 20, 3, 0, tzinfo=UTC)
 HASHER = Hasher(TEST_SECRET.encode())
 
 
 @pytest.fixture
-async def world(sessionmaker, tmp_path):  # type: ignore[no-untyped-def]
+async def world(sessionmaker, tmp_path):
     return await shopping_world(sessionmaker, HASHER, tmp_path)
 
 
-async def warung(session) -> EWarong:  # type: ignore[no-untyped-def]
+async def warung(session) -> EWarong:
     found = await session.get(EWarong, WARUNG["code"])
     assert found is not None
     return found

@@ -19,7 +19,7 @@ SAME_USER = 6  # the first users also tap several times in a row
 @pytest.mark.skipif(not __import__("os").environ.get("TEST_REDIS_URL"), reason="CI has Redis")
 async def test_two_hundred_fifty_users_at_once_all_get_the_menu(
     settings, engine, clean_redis
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     emulator = BotApiEmulator(token=BOT_TOKEN, rate_limits=False)
     settings.telegram_api_url = await emulator.start()
     client = EmulatorClient(settings.telegram_api_url)

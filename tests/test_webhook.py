@@ -33,7 +33,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-async def webhook(settings, engine, clean_redis) -> AsyncIterator[tuple[str, EmulatorClient]]:  # type: ignore[no-untyped-def]
+async def webhook(settings, engine, clean_redis) -> AsyncIterator[tuple[str, EmulatorClient]]:
     emulator = BotApiEmulator(token=BOT_TOKEN)
     api_url = await emulator.start()
     settings.telegram_api_url = api_url
@@ -45,7 +45,7 @@ async def webhook(settings, engine, clean_redis) -> AsyncIterator[tuple[str, Emu
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = site._server.sockets[0].getsockname()[1]
     base = f"http://127.0.0.1:{port}"
     await bot.set_webhook(base + WEBHOOK_PATH, secret_token=SECRET)
     client = EmulatorClient(api_url)
@@ -59,14 +59,14 @@ async def webhook(settings, engine, clean_redis) -> AsyncIterator[tuple[str, Emu
         await emulator.stop()
 
 
-async def test_updates_arrive_through_the_webhook(webhook) -> None:  # type: ignore[no-untyped-def]
+async def test_updates_arrive_through_the_webhook(webhook) -> None:
     _, client = webhook
     user = await client.user(5001, "Siti", language_code="id")
     replies = await user.send("/start")
     assert "Halo, Siti!" in replies[-1].text
 
 
-def _update(user_id: int) -> dict:  # type: ignore[type-arg]
+def _update(user_id: int) -> dict:
     return {
         "update_id": user_id,
         "message": {
@@ -77,7 +77,7 @@ def _update(user_id: int) -> dict:  # type: ignore[type-arg]
     }  # fmt: skip
 
 
-async def _nothing_happened(client: EmulatorClient, session, user_id: int) -> None:  # type: ignore[no-untyped-def]
+async def _nothing_happened(client: EmulatorClient, session, user_id: int) -> None:
     """No reply was sent, no account made and nothing audited for this user."""
     assert await client.events(chat_id=user_id) == []
     assert await session.get(Account, user_id) is None
@@ -87,7 +87,7 @@ async def _nothing_happened(client: EmulatorClient, session, user_id: int) -> No
 @pytest.mark.parametrize(
     "header", [None, "", "wrong-secret", SECRET[:-1], SECRET + "x", SECRET.upper()]
 )
-async def test_webhook_refuses_requests_without_the_secret(webhook, session, header) -> None:  # type: ignore[no-untyped-def]
+async def test_webhook_refuses_requests_without_the_secret(webhook, session, header) -> None:
     base, client = webhook
     await client.user(5002, "X", language_code="id")  # a chat the bot could answer
     headers = {"X-Telegram-Bot-Api-Secret-Token": header} if header is not None else {}
@@ -104,7 +104,7 @@ async def test_webhook_refuses_requests_without_the_secret(webhook, session, hea
     assert await client.events(chat_id=5002) != []
 
 
-async def test_a_non_ascii_secret_header_is_a_plain_401(webhook, session) -> None:  # type: ignore[no-untyped-def]
+async def test_a_non_ascii_secret_header_is_a_plain_401(webhook, session) -> None:
     """aiogram's str comparison raises on non-ASCII (a 500 and a traceback); ours says 401."""
     base, client = webhook
     await client.user(5003, "X", language_code="id")
@@ -135,7 +135,7 @@ async def test_a_non_ascii_secret_header_is_a_plain_401(webhook, session) -> Non
         ("x" * 257, "32 to 256"),
     ],
 )
-async def test_no_webhook_app_without_a_strong_secret(settings, engine, secret, problem) -> None:  # type: ignore[no-untyped-def]
+async def test_no_webhook_app_without_a_strong_secret(settings, engine, secret, problem) -> None:
     settings.webhook_secret = Settings(_env_file=None, webhook_secret=secret).webhook_secret
     ctx = await create_context(settings)
     bot = create_bot(settings)
@@ -164,7 +164,7 @@ WEBHOOK_URL = "https://bot.example/webhook"
          "SECRET_KEY must be set to run a webhook"),
     ],
 )  # fmt: skip
-async def test_run_webhook_refuses_to_start_without_its_secrets(tmp_path, env, problem) -> None:  # type: ignore[no-untyped-def]
+async def test_run_webhook_refuses_to_start_without_its_secrets(tmp_path, env, problem) -> None:
     database = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
     settings = Settings(_env_file=None, bot_token=BOT_TOKEN, database_url=database, **env)
     with pytest.raises(ConfigurationError, match=problem):
@@ -172,7 +172,7 @@ async def test_run_webhook_refuses_to_start_without_its_secrets(tmp_path, env, p
     assert list(tmp_path.iterdir()) == []  # refused before a database or a key file exists
 
 
-def test_the_webhook_process_stops_with_a_message_not_a_traceback(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_the_webhook_process_stops_with_a_message_not_a_traceback(tmp_path) -> None:
     keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT")}
     env = {"BOT_TOKEN": BOT_TOKEN, "WEBHOOK_URL": WEBHOOK_URL, "WEBHOOK_SECRET": SECRET}
     result = subprocess.run(

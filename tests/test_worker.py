@@ -11,7 +11,8 @@ from bot.worker import run_worker, worker_tick
 from infra.settings import Settings
 from models import HelpRequest
 from services.napza import actions, routing
-from tests.test_napza_service import NOTE, NOW, REQUESTER, add_partners, create
+from tests.support.clock import NOW, Clock
+from tests.support.napza import NOTE, REQUESTER, add_partners, create
 
 
 class Ctx:
@@ -49,7 +50,7 @@ async def test_run_worker_notifies_survives_errors_and_stops(
     first = (await create(sessionmaker, urgent=True)).request
     second = (await create(sessionmaker, urgent=True, region="32.73")).request
     settings.worker_interval_seconds = 0.01
-    now = [NOW]
+    clock = Clock()
     seen: list[int] = []
     stop = asyncio.Event()
 
@@ -60,16 +61,16 @@ async def test_run_worker_notifies_survives_errors_and_stops(
         if len(seen) >= 3:
             stop.set()
 
-    task = asyncio.create_task(run_worker(sessionmaker, notify, settings, lambda: now[0], stop))
+    task = asyncio.create_task(run_worker(sessionmaker, notify, settings, clock, stop))
     await asyncio.sleep(0.05)
     assert seen == [] and not task.done()
-    now[0] = NOW + timedelta(hours=1)  # first: A -> B; second (only B covers 32.73): escalated
+    clock.now = NOW + timedelta(hours=1)  # first: A -> B; second (only B covers 32.73): escalated
     for _ in range(200):
         if len(seen) >= 2:
             break
         await asyncio.sleep(0.01)
     assert sorted(seen) == sorted([first.id, second.id])
-    now[0] = NOW + timedelta(hours=2)  # first: B -> escalated
+    clock.now = NOW + timedelta(hours=2)  # first: B -> escalated
     await asyncio.wait_for(task, 5)
     assert seen[2] == first.id and len(seen) == 3 and stop.is_set()
 
@@ -81,7 +82,7 @@ async def test_run_worker_backs_off_when_a_tick_fails(
     calls = 0
     stop = asyncio.Event()
 
-    def clock():  # type: ignore[no-untyped-def]
+    def clock():
         nonlocal calls
         calls += 1
         if calls >= 3:
@@ -104,7 +105,7 @@ async def test_run_worker_returns_at_once_when_stopped(
     async def notify(delivery: routing.Delivery) -> None:  # pragma: no cover
         pass
 
-    task = asyncio.create_task(run_worker(sessionmaker, notify, settings, lambda: NOW, stop))
+    task = asyncio.create_task(run_worker(sessionmaker, notify, settings, Clock(), stop))
     await asyncio.sleep(0.05)
     stop.set()
     await asyncio.wait_for(task, 2)

@@ -16,25 +16,17 @@ from sqlalchemy import func, select
 from bot.factory import link_guard
 from models import Account, ActivationCode, AuditEvent, ShoppingCode
 from services.bpnt.codes import CODE_DIGITS
-from tests.attacks.attack_support import activation_codes_in, cli
-from tests.registry import BUDI, SITI, activation_code_for, link_with_activation, load_registry
-from tests.test_agent_conversation import NOW, Clock
+from tests.support.cli import activation_codes_in, cli
+from tests.support.clock import NOW, install_clock
+from tests.support.people import link_by_phone, link_with_activation
+from tests.support.registry import BUDI, SITI, activation_code_for, load_registry
 
 
 @pytest.fixture
-async def app(bot_app, sessionmaker, tmp_path):  # type: ignore[no-untyped-def]
+async def app(bot_app, sessionmaker, tmp_path):
     await load_registry(sessionmaker, bot_app.ctx.hasher, tmp_path)
-    bot_app.clock = Clock()
-    bot_app.ctx.clock = bot_app.clock
+    install_clock(bot_app)
     return bot_app
-
-
-async def link_by_phone(user, person, phone=None):  # type: ignore[no-untyped-def]
-    await user.send("/start")
-    await user.press("Hubungkan akun KPM")
-    await user.share_contact(phone or person["phone"])
-    await user.send(person["nik"])
-    return await user.send(person["birth_date"])
 
 
 def birth_date_from_nik(nik: str) -> str:
@@ -43,7 +35,7 @@ def birth_date_from_nik(nik: str) -> str:
     return f"{day - 40 if day > 40 else day:02d}-{month}-19{year}"
 
 
-async def linked_to(session, telegram_id: int) -> int | None:  # type: ignore[no-untyped-def]
+async def linked_to(session, telegram_id: int) -> int | None:
     account = await session.get(Account, telegram_id, populate_existing=True)
     return account.beneficiary_id if account else None
 
@@ -245,7 +237,7 @@ async def test_finding_4_unlink_needs_a_reason_and_a_linked_family(app, settings
     assert unknown.exit_code == 1 and "No family" in unknown.output
 
 
-async def shopping_code_of(user) -> str:  # type: ignore[no-untyped-def]
+async def shopping_code_of(user) -> str:
     reply = (await user.press("Kode belanja"))[-1].text
     digits = "".join(ch for ch in reply.split("\n")[0] if ch.isdigit())
     assert len(digits) == CODE_DIGITS, reply

@@ -18,15 +18,14 @@ from services.bpnt import codes, counter, disputes, ledger
 from services.bpnt import redemptions as sales
 from services.bpnt.disputes import ReversalResult
 from services.bpnt.redemptions import BasketLine, RedemptionDraft
-from tests.attacks.attack_support import make_admin
-from tests.shopping_support import OTHER_WARUNG, WARUNG, shopping_world
-from tests.test_agent_conversation import (
-    NOW,
-    Clock,
+from tests.support.clock import NOW, install_clock
+from tests.support.people import linked_kpm, make_admin, make_agent
+from tests.support.shopping import (
+    OTHER_WARUNG,
+    WARUNG,
     fill_basket,
-    linked_kpm,
-    make_agent,
     shopping_code,
+    shopping_world,
 )
 
 SITI_KKS = "5264221234567890"
@@ -34,24 +33,23 @@ SITI_NIK_END = "0003"
 
 
 @pytest.fixture
-async def app(bot_app, sessionmaker, tmp_path):  # type: ignore[no-untyped-def]
+async def app(bot_app, sessionmaker, tmp_path):
     bot_app.ids = await shopping_world(sessionmaker, bot_app.ctx.hasher, tmp_path)
-    bot_app.clock = Clock()
-    bot_app.ctx.clock = bot_app.clock
+    install_clock(bot_app)
     return bot_app
 
 
-async def balance_of(sessionmaker, family: int) -> int:  # type: ignore[no-untyped-def]
+async def balance_of(sessionmaker, family: int) -> int:
     async with sessionmaker() as session:
         return (await ledger.wallet_state(session, family))[0]
 
 
-async def redemptions(sessionmaker) -> int:  # type: ignore[no-untyped-def]
+async def redemptions(sessionmaker) -> int:
     async with sessionmaker() as session:
         return int(await session.scalar(select(func.count()).select_from(Redemption)) or 0)
 
 
-async def pay_by_card(agent, kks=SITI_KKS, nik_end=SITI_NIK_END, total="50000"):  # type: ignore[no-untyped-def]
+async def pay_by_card(agent, kks=SITI_KKS, nik_end=SITI_NIK_END, total="50000"):
     """An agent's whole KKS-card sale; the replies of the last step."""
     await agent.press("Transaksi baru")
     await agent.send(kks)
@@ -288,7 +286,7 @@ async def test_finding_8_the_confirm_statement_itself_checks_the_ewarong(app, se
 # --- finding 9: dismissing dispute A while B is being opened ------------------------------
 
 
-async def two_disputed_sales(sessionmaker, family: int) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+async def two_disputed_sales(sessionmaker, family: int) -> tuple[int, int]:
     ids = []
     for key in ("sale-a", "sale-b"):
         draft = RedemptionDraft(
@@ -301,7 +299,7 @@ async def two_disputed_sales(sessionmaker, family: int) -> tuple[int, int]:  # t
     return ids[0], ids[1]
 
 
-async def frozen(sessionmaker, family: int) -> bool:  # type: ignore[no-untyped-def]
+async def frozen(sessionmaker, family: int) -> bool:
     async with sessionmaker() as session:
         return (await ledger.wallet_state(session, family))[2]
 

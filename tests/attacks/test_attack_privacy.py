@@ -33,7 +33,7 @@ from infra.settings import Settings
 from models import Account, AuditEvent, HelpRequest, HelpRequestOffer, RelayMessage
 from services import accounts, invites
 from services.napza.partners import import_partners
-from tests.test_agent_conversation import NOW, Clock
+from tests.support.clock import NOW, install_clock
 from tg.notify.napza import send_deliveries
 
 REQUIRED = os.environ.get("REQUIRE_SERVICES") == "1"
@@ -56,17 +56,16 @@ def settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-async def app(bot_app, sessionmaker, tmp_path):  # type: ignore[no-untyped-def]
+async def app(bot_app, sessionmaker, tmp_path):
     path = tmp_path / "partners.csv"
     path.write_text(PARTNERS, encoding="utf-8")
     report = await import_partners(sessionmaker, path)
     assert report.ok, report.errors
-    bot_app.clock = Clock()
-    bot_app.ctx.clock = bot_app.clock
+    install_clock(bot_app)
     return bot_app
 
 
-async def staff(app, sessionmaker, name: str = "Ana"):  # type: ignore[no-untyped-def]
+async def staff(app, sessionmaker, name: str = "Ana"):
     """A member of IPWL-3204's staff, reading English."""
     async with sessionmaker() as session, session.begin():
         payload = await invites.create_invite(
@@ -77,7 +76,7 @@ async def staff(app, sessionmaker, name: str = "Ana"):  # type: ignore[no-untype
     return member
 
 
-async def national_admin(app, sessionmaker):  # type: ignore[no-untyped-def]
+async def national_admin(app, sessionmaker):
     admin = await app.user("Admin", language_code="en")
     await admin.send("/start")  # the account remembers English
     async with sessionmaker() as session, session.begin():
@@ -85,7 +84,7 @@ async def national_admin(app, sessionmaker):  # type: ignore[no-untyped-def]
     return admin
 
 
-async def ask_for_help(user, note: str, *, region="bandung", pick="Kabupaten Bandung") -> str:  # type: ignore[no-untyped-def]
+async def ask_for_help(user, note: str, *, region="bandung", pick="Kabupaten Bandung") -> str:
     """An English-reading requester walks the questionnaire; the ticket."""
     await user.send("/napza")
     await user.press("Continue")
@@ -102,14 +101,14 @@ async def ask_for_help(user, note: str, *, region="bandung", pick="Kabupaten Ban
     return match.group(0)
 
 
-async def request_of(sessionmaker, ticket: str) -> HelpRequest:  # type: ignore[no-untyped-def]
+async def request_of(sessionmaker, ticket: str) -> HelpRequest:
     async with sessionmaker() as session:
         found = await session.scalar(select(HelpRequest).where(HelpRequest.ticket == ticket))
     assert found is not None
     return found
 
 
-async def relay_count(sessionmaker, request_id: int) -> int:  # type: ignore[no-untyped-def]
+async def relay_count(sessionmaker, request_id: int) -> int:
     async with sessionmaker() as session:
         return int(
             await session.scalar(
@@ -121,18 +120,18 @@ async def relay_count(sessionmaker, request_id: int) -> int:  # type: ignore[no-
         )
 
 
-async def actions(sessionmaker) -> list[str]:  # type: ignore[no-untyped-def]
+async def actions(sessionmaker) -> list[str]:
     async with sessionmaker() as session:
         return list(await session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)))
 
 
-async def run_worker(app, sessionmaker) -> None:  # type: ignore[no-untyped-def]
+async def run_worker(app, sessionmaker) -> None:
     deliveries = await worker_tick(app.ctx, app.clock())
     async with sessionmaker() as session, session.begin():
         await send_deliveries(app.bot, app.dp.workflow_data["i18n"], session, deliveries)
 
 
-def texts_of(messages) -> str:  # type: ignore[no-untyped-def]
+def texts_of(messages) -> str:
     return "\n".join(m.text for m in messages)
 
 
@@ -141,7 +140,7 @@ def texts_of(messages) -> str:  # type: ignore[no-untyped-def]
 
 async def test_finding_11_delete_my_data_withdraws_and_forgets_every_napza_request(
     app, sessionmaker
-):  # type: ignore[no-untyped-def]
+):
     ana = await staff(app, sessionmaker)
     admin = await national_admin(app, sessionmaker)
     rina = await app.user("Rina", language_code="en", username="rina_secret")
@@ -232,7 +231,7 @@ async def test_finding_11_delete_my_data_withdraws_and_forgets_every_napza_reque
 
 async def test_finding_12_an_accepted_case_left_idle_is_closed_and_loses_its_note(
     app, sessionmaker
-):  # type: ignore[no-untyped-def]
+):
     ana = await staff(app, sessionmaker)
     rina = await app.user("Rina", language_code="en")
     ticket = await ask_for_help(rina, "idle-secret-note")
@@ -359,7 +358,7 @@ async def test_finding_12_migration_fills_last_activity_from_existing_columns(
         await cleanup()
 
 
-async def _scratch_database(database_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+async def _scratch_database(database_url: str, tmp_path: Path):
     """A fresh, empty database of the same kind as the test database, and its cleanup."""
     if not database_url.startswith("postgresql"):
 
@@ -388,7 +387,7 @@ async def _scratch_database(database_url: str, tmp_path: Path):  # type: ignore[
 # --- finding 13 ----------------------------------------------------------------------
 
 
-async def test_finding_13_an_abandoned_napza_note_expires_from_redis(app, redis_url: str | None):  # type: ignore[no-untyped-def]
+async def test_finding_13_an_abandoned_napza_note_expires_from_redis(app, redis_url: str | None):
     if not redis_url:
         message = "TEST_REDIS_URL is not set: FSM expiry needs a real Redis"
         if REQUIRED:
@@ -456,7 +455,7 @@ def debug_logging() -> Iterator[_Collect]:
 
 async def test_finding_14_debug_logging_never_prints_the_note_or_the_chat(
     app, sessionmaker, debug_logging: _Collect
-):  # type: ignore[no-untyped-def]
+):
     ana = await staff(app, sessionmaker)
     rina = await app.user("Rina", language_code="en")
     await ask_for_help(rina, "note-for-the-log-7Q2")
@@ -478,7 +477,7 @@ async def test_finding_14_debug_logging_never_prints_the_note_or_the_chat(
 
 async def test_finding_16a_a_forged_non_ascii_erase_token_is_refused_quietly(
     app, sessionmaker, caplog
-):  # type: ignore[no-untyped-def]
+):
     caplog.set_level(logging.WARNING)
     budi = await app.user("Budi")
     await budi.send("/start")
@@ -495,7 +494,7 @@ async def test_finding_16a_a_forged_non_ascii_erase_token_is_refused_quietly(
     assert "Tidak ada yang dihapus" in (await budi.press("Tidak, simpan"))[-1].text
 
 
-async def test_finding_16b_an_overlong_language_code_is_not_stored(app, sessionmaker):  # type: ignore[no-untyped-def]
+async def test_finding_16b_an_overlong_language_code_is_not_stored(app, sessionmaker):
     odd = await app.user("Odd", language_code="x" * 40)
     assert "Halo, Odd!" in (await odd.send("/start"))[-1].text  # the default language
     assert "Halo, Odd!" in (await odd.send("/start"))[-1].text  # and again: not broken

@@ -22,7 +22,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import closing
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -54,7 +54,9 @@ from services.imports.disbursements import (
 from services.napza.partners import import_partners
 from services.regions import RegionFileError, import_regions
 from tests.conftest import TEST_SECRET
-from tests.registry import SITI, load_registry
+from tests.support.clock import install_clock
+from tests.support.people import linked_kpm
+from tests.support.registry import SITI, load_registry
 
 HASHER = Hasher(TEST_SECRET.encode())
 FIELD_LIMIT = csv.field_size_limit()
@@ -348,9 +350,9 @@ async def test_finding_18_the_database_keeps_the_rule_too(
 
 async def test_finding_18_the_family_sees_an_undated_approved_stage_without_a_date(
     bot_app, sessionmaker: async_sessionmaker[AsyncSession], tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     await load_registry(sessionmaker, bot_app.ctx.hasher, tmp_path)
-    bot_app.ctx.clock = lambda: datetime(2026, 5, 20, 3, 0, tzinfo=UTC)
+    install_clock(bot_app)
     money = tmp_path / "next-stage.csv"
     money.write_text(
         f"{D_HEADER}\n"
@@ -360,12 +362,7 @@ async def test_finding_18_the_family_sees_an_undated_approved_stage_without_a_da
     )
     report = await import_disbursements(sessionmaker, money, bot_app.ctx.hasher)
     assert (report.inserted, report.updated, report.unchanged) == (1, 1, 0), report.errors
-    user = await bot_app.user("Siti")
-    await user.send("/start")
-    await user.press("Hubungkan akun KPM")
-    await user.share_contact(SITI["phone"])
-    await user.send(SITI["nik"])
-    await user.send(SITI["birth_date"])
+    user = await linked_kpm(bot_app)
     status = (await user.press("Status bantuan"))[-1].text
     stages = [line for line in status.splitlines() if line.startswith("• Tahap")]
     assert stages == [
@@ -690,9 +687,9 @@ async def test_finding_16_the_cli_prints_the_row_error_and_exits_1(
     path = tmp_path / f"{importer.name}.csv"
     path.write_text("\n".join([importer.header, ",".join(fields), *filler]) + "\n", "utf-8")
     result = await asyncio.to_thread(_cli, database_url, "import", importer.name, str(path))
-    assert result.exit_code == 1, result.output  # type: ignore[attr-defined]
-    assert isinstance(result.exception, SystemExit)  # type: ignore[attr-defined]
-    output = result.output  # type: ignore[attr-defined]
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)
+    output = result.output
     assert "nothing imported, 1 problem(s)" in output
     assert re.search(rf"│\s+2 │\s+│ a field is longer than {FIELD_LIMIT} characters", output)
     assert "Traceback" not in output
@@ -710,8 +707,8 @@ async def test_finding_16_the_cli_names_the_region_file_and_line(
         (folder / name).write_text(content, encoding="utf-8")
     (folder / "villages.csv").write_bytes(VILLAGES.encode() + b"99.01.01.2002,99.01.01,D\x00\n")
     result = await asyncio.to_thread(_cli, database_url, "import", "regions", str(folder))
-    assert result.exit_code == 1, result.output  # type: ignore[attr-defined]
-    output = result.output  # type: ignore[attr-defined]
+    assert result.exit_code == 1, result.output
+    output = result.output
     assert "Region file problem: villages.csv, line 3: name contains control characters" in output
     assert "Traceback" not in output
     found = await session.scalars(select(Region.code).where(Region.code.like("99%")))

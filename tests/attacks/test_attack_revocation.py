@@ -18,30 +18,30 @@ from bot.worker import make_outbox, run_worker
 from models import AccountRole, AuditEvent, HelpRequest, OutboxNotice, Redemption, RelayMessage
 from services import invites
 from services.napza.partners import import_partners
-from tests.attacks.attack_support import cli, make_admin
-from tests.shopping_support import WARUNG, shopping_world
-from tests.test_agent_conversation import fill_basket, linked_kpm, make_agent, shopping_code
-from tests.test_napza_conversation import NOW, PARTNERS, Clock, ask_for_help, staff
+from tests.support.cli import cli
+from tests.support.clock import NOW, Clock, install_clock
+from tests.support.napza import PARTNERS_CSV, ask_for_help, napza_tick, staff
+from tests.support.people import linked_kpm, make_admin, make_agent
+from tests.support.shopping import WARUNG, fill_basket, shopping_code, shopping_world
 
 
 @pytest.fixture
-async def app(bot_app, sessionmaker, tmp_path):  # type: ignore[no-untyped-def]
+async def app(bot_app, sessionmaker, tmp_path):
     bot_app.ids = await shopping_world(sessionmaker, bot_app.ctx.hasher, tmp_path)
     path = tmp_path / "partners.csv"
-    path.write_text(PARTNERS, encoding="utf-8")
+    path.write_text(PARTNERS_CSV, encoding="utf-8")
     report = await import_partners(sessionmaker, path)
     assert report.ok, report.errors
-    bot_app.clock = Clock()
-    bot_app.ctx.clock = bot_app.clock
+    install_clock(bot_app)
     return bot_app
 
 
-async def audited(sessionmaker, action: str) -> list[AuditEvent]:  # type: ignore[no-untyped-def]
+async def audited(sessionmaker, action: str) -> list[AuditEvent]:
     async with sessionmaker() as session:
         return list(await session.scalars(select(AuditEvent).where(AuditEvent.action == action)))
 
 
-async def roles_of(sessionmaker, telegram_id: int) -> set[tuple[str, str | None]]:  # type: ignore[no-untyped-def]
+async def roles_of(sessionmaker, telegram_id: int) -> set[tuple[str, str | None]]:
     async with sessionmaker() as session:
         rows = await session.execute(
             select(AccountRole.role, AccountRole.scope).where(
@@ -51,7 +51,7 @@ async def roles_of(sessionmaker, telegram_id: int) -> set[tuple[str, str | None]
         return {(role, scope) for role, scope in rows}
 
 
-async def sales(sessionmaker) -> int:  # type: ignore[no-untyped-def]
+async def sales(sessionmaker) -> int:
     async with sessionmaker() as session:
         return int(await session.scalar(select(func.count()).select_from(Redemption)) or 0)
 
@@ -116,8 +116,6 @@ async def test_finding_10_a_deactivated_partner_gets_no_new_requests(app, sessio
     assert fresh not in " ".join(m.text for m in await ana.messages())
     assert fresh in (await citra.last()).text
     # the request that was waiting for its answer moves on at the worker's next tick
-    from tests.test_napza_conversation import run_worker as napza_tick
-
     await napza_tick(app, sessionmaker)
     assert waiting in " ".join(m.text for m in await citra.messages())
     async with sessionmaker() as session:
@@ -184,12 +182,12 @@ async def test_finding_10_the_worker_delivers_the_notices(app, sessionmaker, set
     settings.worker_interval_seconds = 0.05
     stop = asyncio.Event()
 
-    async def notify(_delivery) -> None:  # type: ignore[no-untyped-def]
+    async def notify(_delivery) -> None:
         return None
 
     outbox = make_outbox(app.bot, app.dp.workflow_data["i18n"], sessionmaker)
     worker = asyncio.ensure_future(
-        run_worker(sessionmaker, notify, settings, lambda: NOW + timedelta(days=1), stop, outbox)
+        run_worker(sessionmaker, notify, settings, Clock(NOW + timedelta(days=1)), stop, outbox)
     )
     for _ in range(100):
         if "telah dinonaktifkan" in (await agent.last()).text:

@@ -9,7 +9,8 @@ from sqlalchemy import event
 from services.broadcasts.store import Audience, count_recipients
 from services.invites import create_invite
 from services.napza.partners import import_partners
-from tests.test_napza_conversation import NOW, PARTNERS
+from tests.support.clock import NOW
+from tests.support.napza import PARTNERS_CSV
 
 
 @pytest.mark.throttle(burst=5, window=120)
@@ -18,7 +19,7 @@ async def test_finding_15_a_flood_of_updates_costs_no_sql(bot_app):
     callbacks still cost 401 SQL statements."""
     statements: list[str] = []
 
-    def count(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+    def count(conn, cursor, statement, *args):
         statements.append(statement)
 
     event.listen(bot_app.ctx.engine.sync_engine, "before_cursor_execute", count)
@@ -45,7 +46,7 @@ async def test_finding_16_a_regional_broadcast_to_partners_stays_inside_the_regi
     """Before: "to partners" from the Bandung admin reached the national and province-wide
     partners' staff too."""
     path = tmp_path / "partners.csv"
-    path.write_text(PARTNERS, encoding="utf-8")  # IPWL-3204 (32.04), PKM-32 (32), RS-NAS (*)
+    path.write_text(PARTNERS_CSV, encoding="utf-8")  # IPWL-3204 (32.04), PKM-32 (32), RS-NAS (*)
     assert (await import_partners(sessionmaker, path)).ok
     from services.invites import accept_invite
 

@@ -219,7 +219,7 @@ async def polling_bot(settings: Settings) -> AsyncIterator[Harness]:
     await asyncio.wait_for(started.wait(), 10)
     client = EmulatorClient(settings.telegram_api_url, wait_timeout=20)
     harness = Harness(ctx, bot, dp, client, emulator)
-    harness.polling = polling  # type: ignore[attr-defined]
+    harness.polling = polling
     try:
         yield harness
     finally:

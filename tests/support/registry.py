@@ -17,7 +17,7 @@ nik,name,birth_date,phone,kks_number,village_code,programs,pkh_components
 3204105507850003,Siti Aminah,1985-07-15,081234567890,5264221234567890,32.04.10.2001,PKH;BPNT,anak_sd:2;lansia:1
 3273012304900001,Budi Santoso,1990-04-23,,5264229876543210,32.73.01.1001,BPNT,
 5171014208750002,Made Ayu Lestari,1975-08-02,081338765432,,51.71.01.1001,PKH,ibu_hamil:1
-"""
+"""  # noqa: E501
 
 DISBURSEMENTS = """\
 nik,program,period,amount,status,date
@@ -59,12 +59,3 @@ async def activation_code_for(
         )
     assert issued.code is not None, issued.result
     return activation.shown(issued.code)
-
-
-async def link_with_activation(user, nik: str, code: str):  # type: ignore[no-untyped-def]
-    """Walk a user through linking with NIK and activation code; the final replies."""
-    await user.send("/start")
-    await user.press("Hubungkan akun KPM")
-    await user.press("Saya punya kode aktivasi")
-    await user.send(nik)
-    return await user.send(code)

@@ -1,5 +1,4 @@
-"""Shared pieces of the attack tests: the CLI run against the bot's own database, and
-an admin made the way operators make one."""
+"""The CLI run against the bot's own database, as an operator runs it beside the bot."""
 
 from __future__ import annotations
 
@@ -10,7 +9,6 @@ from typer.testing import CliRunner, Result
 
 from bot.cli import app as cli_app
 from infra.settings import Settings
-from services import accounts
 
 ACTIVATION_RE = re.compile(r"\b[2-9A-HJKMNP-Z]{5}-[2-9A-HJKMNP-Z]{5}\b")
 
@@ -30,10 +28,3 @@ async def cli(settings: Settings, *args: str) -> Result:
 
 def activation_codes_in(output: str) -> list[str]:
     return ACTIVATION_RE.findall(output)
-
-
-async def make_admin(app, sessionmaker, name: str = "Admin", scope: str | None = None):  # type: ignore[no-untyped-def]
-    admin = await app.user(name)
-    async with sessionmaker() as session, session.begin():
-        await accounts.grant_admin(session, admin.id, scope, actor=None)
-    return admin
