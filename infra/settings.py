@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     code_failures_per_minute: int = 200
     # Redemptions by KKS card number alone (no Telegram code) per family per month.
     kks_redemptions_per_month: int = 2
+    # "Nearest e-Warong" lists only shops within this distance of the family.
+    nearest_ewarong_km: float = Field(default=25.0, gt=0)
     # FSM state and data of an abandoned conversation expire after this long (Redis).
     fsm_ttl_seconds: int = 86400
 

@@ -111,22 +111,50 @@ _WORD_DATE = re.compile(r"^(\d{1,2})\s+([a-zA-Z]+)\.?\s+(\d{4})$")
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 
 
-def parse_birth_date(text: str, today: date) -> date | None:
-    """A birth date typed the Indonesian way (`15-07-1985`, `15/07/1985`, `15 Juli 1985`)."""
+def _date_parts(text: str) -> tuple[int, int, int] | None:
+    """(year, month, day) as typed, before checking that such a day exists."""
     text = " ".join(text.strip().split())
     if match := _NUMERIC_DATE.match(text):
         day, month, year = (int(group) for group in match.groups())
     elif match := _WORD_DATE.match(text):
         day, year = int(match.group(1)), int(match.group(3))
         month = MONTHS_ID.get(match.group(2).lower(), 0)
+        if not month:
+            return None
     elif match := _ISO_DATE.match(text):
         year, month, day = (int(group) for group in match.groups())
     else:
         return None
+    return year, month, day
+
+
+def parse_birth_date(text: str, today: date) -> date | None:
+    """A birth date typed the Indonesian way (`15-07-1985`, `15/07/1985`, `15 Juli 1985`)."""
+    parts = _date_parts(text)
+    if parts is None:
+        return None
     try:
-        result = date(year, month, day)
+        result = date(*parts)
     except ValueError:
         return None
     if result > today or result.year < 1900:
         return None
     return result
+
+
+class DateProblem(StrEnum):
+    UNREADABLE = "unreadable"  # not a date at all
+    NO_SUCH_DAY = "no_such_day"  # read, but the calendar has no such day (31-02-1972)
+    NOT_A_BIRTH_DATE = "not_a_birth_date"  # in the future, or before 1900
+
+
+def birth_date_problem(text: str, today: date) -> DateProblem | None:
+    """Why `parse_birth_date` refused `text` (None when it did not)."""
+    parts = _date_parts(text)
+    if parts is None:
+        return DateProblem.UNREADABLE
+    try:
+        date(*parts)
+    except ValueError:
+        return DateProblem.NO_SUCH_DAY
+    return None if parse_birth_date(text, today) else DateProblem.NOT_A_BIRTH_DATE

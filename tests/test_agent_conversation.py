@@ -256,7 +256,20 @@ async def test_nearest_ewarongs_from_a_shared_location(app):
     replies = await user.share_location(-6.94, 107.56)
     text = next(m.text for m in replies if "terdekat" in m.text)
     assert text.index("Sri Rejeki") < text.index("Berkah")
+    assert re.search(r"— \d+,\d km", text), text  # Indonesian decimal comma, not "0.3 km"
     assert any(m.kind == "venue" for m in replies)
+
+
+async def test_no_shop_across_the_archipelago_is_offered_as_nearest(app):
+    """A family in Semarang is not sent to a shop hundreds of kilometres away: no e-Warong
+    within 25 km, so it is told so and pointed to the village office."""
+    user = await app.user("Wati")
+    await user.send("/start")
+    await user.press("e-Warong terdekat")
+    replies = await user.share_location(-6.9932, 110.4203)  # Semarang, Central Java
+    assert [m.kind for m in replies] == ["text"]
+    assert "dalam radius 25 km" in replies[0].text
+    assert "kantor desa" in replies[0].text
 
 
 async def test_admin_invites_and_removes_an_agent_in_chat(app, sessionmaker):

@@ -63,7 +63,8 @@ async def test_admin_composes_previews_and_sends_a_formatted_pkh_broadcast(
     admin = await _world(app, sessionmaker)
     assert "Broadcast" in (await admin.reply_keyboard() or [])
     await admin.press("Broadcast")
-    await admin.press("PKH families")
+    region_asked = await admin.press("PKH families")
+    assert "to reach the whole country." in region_asked[-1].text  # not "all of the whole…"
     asked = await admin.send("32.04")
     assert "language" in asked[-1].text
     await admin.press("Every language")
@@ -108,7 +109,8 @@ async def test_photo_broadcast_scheduled_in_the_admins_zone_then_paused_and_canc
     app = bot_app
     admin = await _world(app, sessionmaker, scope="73")  # Sulawesi Selatan: WITA
     await admin.press("Broadcast")
-    await admin.press("All KPM families")
+    region_asked = await admin.press("All KPM families")
+    assert "to reach all of Sulawesi Selatan." in region_asked[-1].text
     await admin.press("All of my area")
     await admin.press("Bahasa Indonesia")
     refused = await admin.send_sticker()

@@ -264,6 +264,9 @@ async def test_nearest_widens_across_the_archipelago(
     assert found[2].distance_km == pytest.approx(1320, rel=0.01)
     found = await nearest(session, -2.5916, 140.6690, limit=2)  # Sentani, near Jayapura
     assert [shop.code for shop in found] == ["JAP-01", "MKS-02"]
+    nearby = await nearest(session, -2.5916, 140.6690, limit=2, max_km=25)
+    assert [shop.code for shop in nearby] == ["JAP-01"]  # Makassar is 2,360 km away
+    assert await nearest(session, -6.9932, 110.4203, max_km=25) == []  # Semarang: none
     assert found[0].distance_km == pytest.approx(8.4, abs=0.2)
     assert found[1].distance_km == pytest.approx(2360, rel=0.01)
     everything = await nearest(session, -6.9, 107.6, limit=10)

@@ -9,8 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.identity import (
+    DateProblem,
     Hasher,
     NikProblem,
+    birth_date_problem,
     mask_name,
     mask_nik,
     nik_problem,
@@ -93,6 +95,24 @@ def test_birth_dates_typed_the_indonesian_way(typed: str, expected: date | None)
 @given(st.text(max_size=200))
 def test_birth_date_parser_never_raises(text: str) -> None:
     parse_birth_date(text, TODAY)
+    assert (birth_date_problem(text, TODAY) is None) == (parse_birth_date(text, TODAY) is not None)
+
+
+@pytest.mark.parametrize(
+    ("typed", "problem"),
+    [
+        ("31-02-1972", DateProblem.NO_SUCH_DAY),
+        ("30 Februari 1980", DateProblem.NO_SUCH_DAY),
+        ("15-13-1985", DateProblem.NO_SUCH_DAY),
+        ("15-07-2999", DateProblem.NOT_A_BIRTH_DATE),
+        ("01-01-1850", DateProblem.NOT_A_BIRTH_DATE),
+        ("15 Foo 1985", DateProblem.UNREADABLE),
+        ("kemarin", DateProblem.UNREADABLE),
+        ("15-07-1985", None),
+    ],
+)
+def test_why_a_birth_date_was_refused(typed: str, problem: DateProblem | None) -> None:
+    assert birth_date_problem(typed, TODAY) is problem
 
 
 def test_hashes_are_keyed_and_distinct_per_kind() -> None:

@@ -17,6 +17,11 @@ def money(amount: int, locale: str) -> str:
     return f"{sign}Rp{format_decimal(abs(amount), format='#,##0', locale=locale)}"
 
 
+def kilometres(value: float, locale: str) -> str:
+    """A distance with one decimal in the locale's digits: `0,3` (id), `0.3` (en)."""
+    return format_decimal(value, format="#,##0.0", locale=locale)
+
+
 def long_date(value: date, locale: str) -> str:
     """`15 Juli 1985` (id), `July 15, 1985` (en)."""
     return babel_format_date(value, format="long", locale=locale)

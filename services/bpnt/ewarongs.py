@@ -268,9 +268,14 @@ def _box_safe_radius_km(latitude: float, half_width: float) -> float:
 
 
 async def nearest(
-    session: AsyncSession, latitude: float, longitude: float, limit: int = 3
+    session: AsyncSession,
+    latitude: float,
+    longitude: float,
+    limit: int = 3,
+    max_km: float | None = None,
 ) -> list[NearbyEWarong]:
-    """The `limit` active e-Warongs nearest to a point, closest first (ties by code).
+    """The `limit` active e-Warongs nearest to a point, closest first (ties by code),
+    only those within `max_km` when it is given (a shop 3,000 km away is no help).
 
     A box around the point prefilters on the (latitude, longitude) index and widens
     until it holds `limit` e-Warongs that are provably the nearest (no closer one can
@@ -298,7 +303,7 @@ async def nearest(
                 EWarong.latitude.between(latitude - half_width, latitude + half_width),
                 EWarong.longitude.between(longitude - half_width, longitude + half_width),
             )
-        found = sorted(
+        ranked = sorted(
             (
                 NearbyEWarong(
                     code=row.code,
@@ -312,12 +317,14 @@ async def nearest(
                 for row in await session.execute(statement)
             ),
             key=lambda shop: (shop.distance_km, shop.code),
-        )[:limit]
+        )
+        found = [shop for shop in ranked if max_km is None or shop.distance_km <= max_km][:limit]
         if half_width is None:
             return found
-        if len(found) == limit and found[-1].distance_km <= _box_safe_radius_km(
-            latitude, half_width
-        ):
+        safe = _box_safe_radius_km(latitude, half_width)
+        if len(found) == limit and found[-1].distance_km <= safe:
+            return found
+        if max_km is not None and max_km <= safe:  # nothing nearer than max_km lies outside
             return found
     return []  # unreachable: the unbounded pass always returns
 

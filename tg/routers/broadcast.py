@@ -57,9 +57,10 @@ async def start(message: Message, state: FSMContext) -> None:
 
 
 async def _scope_label(session: Session, scope: str) -> str:
+    """What "all of my area" reaches: the whole country, or all of one region."""
     if not scope:
         return _("the whole country")
-    return escape(await region_name(session, scope) or scope)
+    return _("all of {region}").format(region=escape(await region_name(session, scope) or scope))
 
 
 async def choose_audience(
@@ -78,7 +79,7 @@ async def choose_audience(
     await query.message.answer(
         _(
             "Which region? Type a region code inside your area (for example {example}), "
-            "or press the button to reach all of {scope}."
+            "or press the button to reach {scope}."
         ).format(example=admin_scope + ".01" if admin_scope else "32.04",
                  scope=await _scope_label(session, admin_scope)),
         reply_markup=keyboards.compose_choices(ComposeStep.REGION, {"all": _("All of my area")}),

@@ -17,6 +17,8 @@ from aiogram.utils.i18n import gettext as _
 from models import Account
 from services import Session, accounts
 from services.identity import (
+    DateProblem,
+    birth_date_problem,
     clean_digits,
     mask_name,
     nik_problem,
@@ -140,8 +142,13 @@ async def link_birth_date(
     now = ctx.now()
     birth_date = parse_birth_date(text, now.date()) if len(text) <= MAX_INPUT else None
     if birth_date is None:
+        problem = (
+            birth_date_problem(text, now.date())
+            if len(text) <= MAX_INPUT
+            else DateProblem.UNREADABLE
+        )
         await message.answer(
-            _("I could not read that date. Please type it like 15-07-1985 or 15 Juli 1985."),
+            views.birth_date_refused(problem),
             reply_markup=keyboards.cancel_only(_("DD-MM-YYYY")),
         )
         return

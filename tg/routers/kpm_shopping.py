@@ -26,6 +26,7 @@ from tg.callbacks import DisputeCB, LockCB, add_stale_handler, alert
 from tg.context import AppContext
 from tg.formatting import local_datetime, money
 from tg.states import NearbyFlow
+from tg.views import bpnt as views
 
 log = logging.getLogger(__name__)
 
@@ -125,26 +126,24 @@ async def nearby_ask(message: Message, state: FSMContext) -> None:
 
 
 async def nearby_answer(
-    message: Message, state: FSMContext, session: Session, account: Account | None
+    message: Message,
+    state: FSMContext,
+    session: Session,
+    account: Account | None,
+    locale: str,
+    ctx: AppContext,
 ) -> None:
     assert message.location is not None
     await state.clear()
-    found = await nearest(session, message.location.latitude, message.location.longitude, 3)
+    radius = ctx.settings.nearest_ewarong_km
+    location = message.location
+    found = await nearest(session, location.latitude, location.longitude, 3, max_km=radius)
     if not found:
         await message.answer(
-            _("No active e-Warong is registered yet."), reply_markup=keyboards.main_menu(account)
+            views.no_ewarong_nearby(radius, locale), reply_markup=keyboards.main_menu(account)
         )
         return
-    lines = [_("<b>Nearest e-Warongs</b>")]
-    for place in found:
-        lines.append(
-            _("• {name} — {km} km\n  {address}").format(
-                name=escape(place.name),
-                km=f"{place.distance_km:.1f}",
-                address=escape(place.address),
-            )
-        )
-    await message.answer("\n".join(lines), reply_markup=keyboards.main_menu(account))
+    await message.answer(views.nearby(found, locale), reply_markup=keyboards.main_menu(account))
     first = found[0]
     await message.answer_venue(
         latitude=first.latitude, longitude=first.longitude, title=first.name, address=first.address

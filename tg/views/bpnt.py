@@ -12,10 +12,11 @@ from typing import Any
 
 from aiogram.utils.i18n import gettext as _
 
+from services.bpnt.ewarongs import NearbyEWarong
 from services.bpnt.redemptions import BasketLine, Receipt, basket_total
 from services.bpnt.reports import DayReport
 from tg import texts
-from tg.formatting import local_datetime, long_date, money
+from tg.formatting import kilometres, local_datetime, long_date, money
 
 
 def basket_lines(lines: Sequence[BasketLine], locale: str) -> list[str]:
@@ -110,3 +111,24 @@ def day_report(report: DayReport, locale: str) -> str:
         )
     )
     return title + "\n" + "\n".join(rows)
+
+
+def nearby(found: Sequence[NearbyEWarong], locale: str) -> str:
+    """The nearest e-Warongs, closest first, with their distance and address."""
+    lines = [_("<b>Nearest e-Warongs</b>")]
+    lines += [
+        _("• {name} — {km} km\n  {address}").format(
+            name=escape(place.name),
+            km=kilometres(place.distance_km, locale),
+            address=escape(place.address),
+        )
+        for place in found
+    ]
+    return "\n".join(lines)
+
+
+def no_ewarong_nearby(radius_km: float, locale: str) -> str:
+    return _(
+        "There is no active e-Warong within {km} km of you. Please ask at your village "
+        "office (kantor desa or kelurahan) where to shop."
+    ).format(km=kilometres(radius_km, locale).removesuffix(",0").removesuffix(".0"))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from aiogram.utils.i18n import gettext as _
+from babel.dates import format_timedelta
 from babel.numbers import format_decimal
 
 from models import Broadcast
@@ -18,11 +19,9 @@ def _number(value: float, locale: str) -> str:
     return format_decimal(value, format="#,##0", locale=locale)
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}"
+def _duration(seconds: float, locale: str) -> str:
+    """A duration as people say it, in the locale: "2 menit", "1 jam" (never "0:00:00")."""
+    return format_timedelta(timedelta(seconds=max(1.0, seconds)), locale=locale, threshold=1.0)
 
 
 def progress_text(
@@ -59,7 +58,7 @@ def progress_text(
         lines.append(
             _("Rate: {rate} per second · time left: {left}").format(
                 rate=number(progress.rate(now)),
-                left=_duration(left) if left is not None else "–",
+                left=_duration(left, locale) if left is not None else "–",
             )
         )
     if (
@@ -69,7 +68,7 @@ def progress_text(
         end = progress.finished_at or now
         lines.append(
             _("Took {duration}.").format(
-                duration=_duration((end - progress.started_at).total_seconds())
+                duration=_duration((end - progress.started_at).total_seconds(), locale)
             )
         )
     return "\n".join(lines)

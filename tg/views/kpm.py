@@ -14,7 +14,7 @@ from aiogram.utils.i18n import lazy_gettext as __
 
 from models import Beneficiary, LedgerEntry
 from models.enums import DisbursementStatus
-from services.identity import mask_name, mask_nik
+from services.identity import DateProblem, mask_name, mask_nik
 from services.registry.status import AidStatus, BpntStatus, PkhStatus, StageLine
 from tg import texts
 from tg.formatting import local_datetime, long_date, money, month_name
@@ -238,3 +238,15 @@ def notice_text(kind: str, params: dict[str, Any]) -> str:
             "Partner organisation {code} has been deactivated: it gets no new help requests."
         ).format(code=code)
     raise ValueError(f"unknown notice kind {kind!r}")
+
+
+def birth_date_refused(problem: DateProblem | None) -> str:
+    """Why a typed birth date was not taken, and how to type it."""
+    if problem is DateProblem.NO_SUCH_DAY:
+        return _(
+            "That date does not exist in the calendar. Please check the day and the month "
+            "and type it again, like 15-07-1985."
+        )
+    if problem is DateProblem.NOT_A_BIRTH_DATE:
+        return _("That cannot be a birth date. Please type your birth date, like 15-07-1985.")
+    return _("I could not read that date. Please type it like 15-07-1985 or 15 Juli 1985.")
