@@ -60,6 +60,9 @@ async def test_request_reaches_the_most_specific_partner_and_completes(app, sess
     assert "IPWL Rumah Sehat Bandung" in told.text and "+6281211112222" in told.text
 
     await requester.press("Chat dengan lembaga")
+    assert [m.text for m in await requester.send("Kapan bisa datang?")] == ["Diteruskan."]
+    assert await requester.send("Saya tunggu.") == []  # told once, not after every message
+    assert "Saya tunggu." in (await ana.last()).text
     await requester.send("Kapan bisa datang?")
     relayed = await ana.last()
     assert "Pesan dari peminta bantuan" in relayed.text and "Kapan bisa datang?" in relayed.text

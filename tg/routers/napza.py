@@ -299,7 +299,9 @@ async def relay(
         await message.answer(views.chat_ended())
         return
     await send_relay(bot, i18n, session, target, request_id, sender, text)
-    await message.answer(views.passed_on())
+    if not (await state.get_data()).get("told_passed_on"):  # once per chat, not per message
+        await state.update_data(told_passed_on=True)
+        await message.answer(views.passed_on())
 
 
 async def relay_wrong(message: Message) -> None:
