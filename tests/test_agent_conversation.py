@@ -136,6 +136,8 @@ async def test_amount_above_balance_is_refused(app, sessionmaker):
     assert "Melebihi saldo yang tersedia (Rp400.000)" in (await agent.send("400001"))[-1].text
     summary = (await agent.send("400000"))[-1]
     assert "Saldo setelahnya: Rp0" in summary.text
+    assert "• Belanja (total): Rp400.000" in summary.text
+    assert "1 ×" not in summary.text  # a typed total is no "1 × Rp400.000"
 
 
 async def test_family_without_telegram_pays_by_kks_and_is_agent_attested(
@@ -218,6 +220,7 @@ async def test_today_and_csv_export_reconcile_to_the_ledger(app, sessionmaker, s
     assert "2 transaksi, total Rp120.000" in today
     document = (await agent.press("Ekspor CSV"))[-1]
     assert document.kind == "document" and document.document["file_name"].endswith(".csv")
+    assert document.text.startswith("Jumlah transaksi "), document.text
     rows = list(
         csv.DictReader(io.StringIO((await app.client.file(document.document["file_id"])).decode()))
     )

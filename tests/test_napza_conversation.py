@@ -244,3 +244,16 @@ async def test_napza_requests_leave_no_identity_or_note_in_the_logs(app, session
     assert "napza.created" in logged  # the events are logged
     for secret in (str(requester.id), "pesan-sangat-rahasia", "isi-chat-rahasia", "Rina"):
         assert secret not in logged, secret
+
+
+async def test_a_single_region_match_is_asked_about_by_name(app):
+    """ "sleman" finds one regency: the requester is asked "Maksud Anda Kabupaten Sleman?",
+    not "Yang mana?" over a single button."""
+    user = await app.user("Rina")
+    await user.send("/napza")
+    await user.press("Lanjutkan")
+    await user.press("Anggota keluarga")
+    await user.press("18–25 tahun")
+    await user.press("Rawat jalan")
+    asked = (await user.send("sleman"))[-1]
+    assert asked.text.startswith("Maksud Anda Kabupaten Sleman?"), asked.text

@@ -46,9 +46,12 @@ AFTER_FAILED_COMMIT_DELAYS = (0.0, 0.5, 1.0, 2.0)
 # Baskets
 
 
+TOTAL_ONLY = "total"  # the basket line of an amount typed without items
+
+
 @dataclass(frozen=True)
 class BasketLine:
-    item: str  # one of FOOD_ITEMS, or "total" when the agent typed only the total
+    item: str  # one of FOOD_ITEMS, or TOTAL_ONLY when the agent typed only the total
     quantity: int
     unit_price: int
 

@@ -26,6 +26,7 @@ from services.bpnt.counter import KKS_DIGITS, FamilyAtCounter, LookupResult
 from services.bpnt.ewarongs import get_ewarong
 from services.bpnt.redemptions import (
     FOOD_ITEMS,
+    TOTAL_ONLY,
     BasketLine,
     ConfirmResult,
     Durability,
@@ -426,11 +427,11 @@ async def total_amount(message: Message, state: FSMContext, locale: str) -> None
     if amount is None:
         await message.answer(_("Please type a positive amount in rupiah, e.g. 150000."))
         return
-    lines = [BasketLine("total", 1, amount)]
+    lines = [BasketLine(TOTAL_ONLY, 1, amount)]
     if problem := _over_balance(data, lines, locale):
         await message.answer(problem)
         return
-    await state.update_data(lines=[["total", 1, amount]])
+    await state.update_data(lines=[[TOTAL_ONLY, 1, amount]])
     await _show_summary(message, state, data, lines, locale)
 
 
@@ -604,7 +605,7 @@ async def export(
     content = await reports.export_csv(session, report)
     await message.answer_document(
         BufferedInputFile(content, filename=f"redemptions-{ewarong.code}-{day.isoformat()}.csv"),
-        caption=_("Transactions of {day}: {count}").format(
+        caption=_("Number of transactions on {day}: {count}").format(
             day=long_date(day, locale), count=len(report.redemptions)
         ),
     )

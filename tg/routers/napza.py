@@ -115,7 +115,7 @@ async def region_typed(message: Message, state: FSMContext, session: Session) ->
         return
     await state.update_data(region_options=dict(found))
     await message.answer(
-        views.which_region(),
+        views.which_region(found),
         reply_markup=keyboards.choices(NapzaStep.REGION, {code: name for code, name in found}),
     )
 

@@ -13,15 +13,20 @@ from typing import Any
 from aiogram.utils.i18n import gettext as _
 
 from services.bpnt.ewarongs import NearbyEWarong
-from services.bpnt.redemptions import BasketLine, Receipt, basket_total
+from services.bpnt.redemptions import TOTAL_ONLY, BasketLine, Receipt, basket_total
 from services.bpnt.reports import DayReport
 from tg import texts
 from tg.formatting import kilometres, local_datetime, long_date, money
 
 
 def basket_lines(lines: Sequence[BasketLine], locale: str) -> list[str]:
+    """One line per item: "• Beras 2 × Rp12.000 = Rp24.000"; a total typed without items
+    is just its amount ("• Belanja (total): Rp25.000"), not "1 × Rp25.000"."""
     return [
-        f"• {escape(str(texts.FOOD_NAMES.get(line.item, line.item)))} "
+        f"• {escape(str(texts.FOOD_NAMES.get(line.item, line.item)))}: "
+        f"{money(line.subtotal, locale)}"
+        if line.item == TOTAL_ONLY
+        else f"• {escape(str(texts.FOOD_NAMES.get(line.item, line.item)))} "
         f"{line.quantity} × {money(line.unit_price, locale)} = {money(line.subtotal, locale)}"
         for line in lines
     ]

@@ -7,6 +7,7 @@ sees of a request) and `region` are shared with the notices of `tg.notify.napza`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from html import escape
 
 from aiogram.utils.i18n import gettext as _
@@ -82,7 +83,12 @@ def region_not_found() -> str:
     )
 
 
-def which_region() -> str:
+def which_region(found: Sequence[tuple[str, str]]) -> str:
+    """The regencies the typed name may mean; one match is asked about by name."""
+    if len(found) == 1:
+        return _("Did you mean {name}? Press it to go on, or type the name again.").format(
+            name=escape(found[0][1])
+        )
     return _("Which one?")
 
 
