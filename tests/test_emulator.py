@@ -795,3 +795,19 @@ async def test_control_api_errors_and_reset(client: EmulatorClient, siti: ChatUs
     await client.reset()
     with pytest.raises(Exception, match="unknown chat"):
         await client.chat(SITI)
+
+
+async def test_ptb_message_reactions_as_telegram_allows_a_bot(
+    ptb: telegram.Bot, siti: ChatUser
+) -> None:
+    """setMessageReaction: one emoji of Telegram's list on a message of the chat; more than
+    one, another kind, or an unknown message is refused as Telegram refuses it."""
+    sent = await ptb.send_message(SITI, "Halo")
+    assert await ptb.set_message_reaction(SITI, sent.message_id, "👍") is True
+    with pytest.raises(telegram.error.BadRequest, match=r"(?i)reaction_invalid"):
+        await ptb.set_message_reaction(SITI, sent.message_id, "🦄")
+    with pytest.raises(telegram.error.BadRequest, match=r"(?i)reactions_too_many"):
+        await ptb.set_message_reaction(SITI, sent.message_id, ["👍", "🔥"])
+    with pytest.raises(telegram.error.BadRequest, match=r"(?i)message to react not found"):
+        await ptb.set_message_reaction(SITI, 999_999, "👍")
+    assert await ptb.set_message_reaction(SITI, sent.message_id, []) is True

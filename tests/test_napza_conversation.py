@@ -11,7 +11,7 @@ from models import HelpRequest, RelayMessage
 from services import accounts
 from services.napza.partners import import_partners
 from tests.support.clock import NOW, install_clock
-from tests.support.napza import PARTNERS_CSV, ask_for_help, napza_tick, staff
+from tests.support.napza import PARTNERS_CSV, ask_for_help, napza_tick, staff, up_to_the_region
 
 
 @pytest.fixture
@@ -63,6 +63,9 @@ async def test_request_reaches_the_most_specific_partner_and_completes(app, sess
     assert [m.text for m in await requester.send("Kapan bisa datang?")] == ["Diteruskan."]
     assert await requester.send("Saya tunggu.") == []  # told once, not after every message
     assert "Saya tunggu." in (await ana.last()).text
+    chat = await app.client.chat(requester.id)
+    mine = [m for m in chat["messages"] if not m["from_bot"]]
+    assert mine[-1]["text"] == "Saya tunggu." and mine[-1]["reactions"] == ["👍"]  # seen
     await requester.send("Kapan bisa datang?")
     relayed = await ana.last()
     assert "Pesan dari peminta bantuan" in relayed.text and "Kapan bisa datang?" in relayed.text
@@ -106,11 +109,7 @@ async def _request(sessionmaker, ticket):
 async def test_bad_answers_are_refused_politely(app, sessionmaker):
     partner = await staff(app, sessionmaker, "IPWL-3204", "Ana")
     user = await app.user("Rina")
-    await user.send("/napza")
-    await user.press("Lanjutkan")
-    await user.press("Diri sendiri")
-    await user.press("Di atas 40 tahun")
-    await user.press("Konseling")
+    await up_to_the_region(user, "Diri sendiri", "Di atas 40 tahun", "Konseling")
     assert "tidak ditemukan" in (await user.send("xyzxyz"))[-1].text
     assert "ketik nama kabupaten" in (await user.send_sticker())[-1].text
     await user.send("bandung")
@@ -250,10 +249,6 @@ async def test_a_single_region_match_is_asked_about_by_name(app):
     """ "sleman" finds one regency: the requester is asked "Maksud Anda Kabupaten Sleman?",
     not "Yang mana?" over a single button."""
     user = await app.user("Rina")
-    await user.send("/napza")
-    await user.press("Lanjutkan")
-    await user.press("Anggota keluarga")
-    await user.press("18–25 tahun")
-    await user.press("Rawat jalan")
+    await up_to_the_region(user)
     asked = (await user.send("sleman"))[-1]
     assert asked.text.startswith("Maksud Anda Kabupaten Sleman?"), asked.text

@@ -40,6 +40,7 @@ from sandbox.emulator.state import World
 from sandbox.emulator.updates import UpdateQueue, WebhookPusher
 from sandbox.emulator.validation import (
     CHAT_ACTIONS,
+    REACTION_EMOJI,
     SCOPE_TYPES,
     Formatted,
     caption_fields,
@@ -192,6 +193,7 @@ class BotApi:
             MethodSpec("sendVenue", self._send_venue, sends=True),
             MethodSpec("sendContact", self._send_contact, sends=True),
             MethodSpec("sendChatAction", self._send_chat_action),
+            MethodSpec("setMessageReaction", self._set_message_reaction),
             MethodSpec("copyMessage", self._copy_message, sends=True),
             MethodSpec("editMessageText", self._edit_message_text),
             MethodSpec("editMessageCaption", self._edit_message_caption),
@@ -367,6 +369,28 @@ class BotApi:
         self._target_chat(call)
         if call.params.get_str("action") not in CHAT_ACTIONS:
             raise bad_request("wrong parameter action in request")
+        return True
+
+    def _set_message_reaction(self, call: Call) -> bool:
+        """setMessageReaction: a bot sets at most one emoji reaction on a message of the
+        chat (Telegram's rule for non-premium accounts); an empty list removes it."""
+        chat = self._target_chat(call)
+        msg = chat.messages.get(call.params.get_int("message_id") or 0)
+        if msg is None or msg.deleted:
+            raise bad_request("message to react not found")
+        reactions = call.params.get_json("reaction") or []
+        if not isinstance(reactions, list):
+            raise bad_request("can't parse reaction types JSON object")
+        if len(reactions) > 1:
+            raise bad_request("REACTIONS_TOO_MANY")
+        for reaction in reactions:
+            if not (
+                isinstance(reaction, dict)
+                and reaction.get("type") == "emoji"
+                and reaction.get("emoji") in REACTION_EMOJI
+            ):
+                raise bad_request("REACTION_INVALID")
+        msg.reactions = [reaction["emoji"] for reaction in reactions]
         return True
 
     def _copy_message(self, call: Call) -> dict[str, Any]:

@@ -97,6 +97,7 @@ class StoredMessage:
     markup: dict[str, Any] | None = None
     edit_date: int | None = None
     deleted: bool = False
+    reactions: list[str] = field(default_factory=list)  # the bot's (setMessageReaction)
 
 
 @dataclass

@@ -140,6 +140,7 @@ class World:
             "sticker": content.get("sticker"),
             "edited": msg.edit_date is not None,
             "deleted": msg.deleted,
+            "reactions": list(msg.reactions),
             "date": msg.date,
             "seq": msg.seq,
         }

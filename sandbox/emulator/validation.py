@@ -323,3 +323,7 @@ def check_secret_token(secret: str | None) -> None:
     """Reject a setWebhook secret_token with characters Telegram does not allow."""
     if secret is not None and not _SECRET_TOKEN.fullmatch(secret):
         raise bad_request("secret token contains unallowed characters")
+
+
+# Emoji a bot may react with (ReactionTypeEmoji in the Bot API; a subset of its list).
+REACTION_EMOJI = frozenset(("👍", "👎", "❤", "🔥", "🙏", "👌", "👀", "🤝", "✍", "🆒", "😊", "👏"))

@@ -110,13 +110,18 @@ async def staff(app, sessionmaker, org: str, name: str):
     return member
 
 
-async def ask_for_help(user, *, region="bandung", pick="Kabupaten Bandung", note=None):
-    """A requester walks the questionnaire and sends it; the ticket."""
+async def up_to_the_region(user, whom="Anggota keluarga", age="18–25 tahun", kind="Rawat jalan"):
+    """A requester answers the questionnaire up to the region question."""
     await user.send("/napza")
     await user.press("Lanjutkan")
-    await user.press("Anggota keluarga")
-    await user.press("18–25 tahun")
-    await user.press("Rawat jalan")
+    await user.press(whom)
+    await user.press(age)
+    await user.press(kind)
+
+
+async def ask_for_help(user, *, region="bandung", pick="Kabupaten Bandung", note=None):
+    """A requester walks the questionnaire and sends it; the ticket."""
+    await up_to_the_region(user)
     await user.send(region)
     await user.press(pick)
     await user.press("Tidak mendesak")

@@ -16,7 +16,13 @@ from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackQueryFilter
 from aiogram.fsm.context import FSMContext
-from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message, ReplyKeyboardMarkup
+from aiogram.types import (
+    CallbackQuery,
+    InlineKeyboardMarkup,
+    Message,
+    ReactionTypeEmoji,
+    ReplyKeyboardMarkup,
+)
 from aiogram.utils.i18n import I18n
 
 from infra.db import storable
@@ -299,9 +305,11 @@ async def relay(
         await message.answer(views.chat_ended())
         return
     await send_relay(bot, i18n, session, target, request_id, sender, text)
-    if not (await state.get_data()).get("told_passed_on"):  # once per chat, not per message
-        await state.update_data(told_passed_on=True)
-        await message.answer(views.passed_on())
+    if (await state.get_data()).get("told_passed_on"):  # said once; then a 👍 on the message
+        await message.react([ReactionTypeEmoji(emoji="👍")])
+        return
+    await state.update_data(told_passed_on=True)
+    await message.answer(views.passed_on())
 
 
 async def relay_wrong(message: Message) -> None:
