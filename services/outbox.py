@@ -27,6 +27,8 @@ class NoticeKind(StrEnum):
     ROLE_REMOVED = "role_removed"  # params: role, scope
     EWARONG_DEACTIVATED = "ewarong_deactivated"  # params: code
     PARTNER_DEACTIVATED = "partner_deactivated"  # params: code
+    DISPUTE_REVERSED = "dispute_reversed"  # params: id, amount (the money is back)
+    DISPUTE_DISMISSED = "dispute_dismissed"  # params: id (found genuine)
 
 
 async def enqueue(

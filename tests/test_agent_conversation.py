@@ -188,7 +188,14 @@ async def test_dispute_freezes_codes_until_an_admin_reverses(app, sessionmaker, 
     await fill_basket(agent, await shopping_code(kpm))
     await agent.press("Selesai")
     await agent.press("Konfirmasi")
-    replies = await kpm.press("Bukan saya / laporkan")
+    asked = await kpm.press("Bukan saya / laporkan")  # asked once: nothing frozen yet
+    assert asked[-1].edited and "Laporkan transaksi ini?" in asked[-1].text
+    assert "Rp60.000" in asked[-1].text  # the receipt stays in the same message
+    kept = await kpm.press("Tidak, itu saya")
+    assert "Laporkan transaksi ini?" not in kept[-1].text
+    assert kept[-1].button("Bukan saya / laporkan")
+    await kpm.press("Bukan saya / laporkan")
+    replies = await kpm.press("Ya, laporkan")
     assert "dilaporkan kepada admin" in replies[-1].text
     assert "terkunci" in (await kpm.press("Kode belanja"))[-1].text
 
@@ -198,6 +205,9 @@ async def test_dispute_freezes_codes_until_an_admin_reverses(app, sessionmaker, 
     assert "Rp60.000" in listed[-1].text
     await admin.press(listed[-1].button_labels[0])
     assert "dana sudah kembali" in (await admin.send("KPM tidak berbelanja hari itu"))[-1].text
+    assert await app.deliver_notices() == 1  # the family is told the outcome
+    told = await kpm.last()
+    assert "sudah diperiksa" in told.text and "Rp60.000 sudah kembali" in told.text
     status = (await kpm.press("Status bantuan"))[-1].text
     assert "Saldo saat ini: Rp400.000" in status and "Belanja dibatalkan +Rp60.000" in status
     assert re.search(r"<b>\d{4} \d{4} \d{4}</b>", (await kpm.send("/kode"))[-1].html)  # unfrozen
@@ -314,6 +324,7 @@ async def test_regional_admin_acts_only_inside_the_region(app, sessionmaker, ses
     await agent.press("Selesai")
     await agent.press("Konfirmasi")
     await kpm.press("Bukan saya / laporkan")
+    await kpm.press("Ya, laporkan")
     bali = await app.user("AdminBali")
     from models import AccountRole
 

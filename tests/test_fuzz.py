@@ -325,7 +325,8 @@ hostile_text = st.one_of(
 
 CALLBACK_PREFIXES = (
     "lang:", "erase:yes:", "erase:no:", "bsk:item:", "bsk:total:", "bsk:done:", "bsk:cancel:",
-    "rdm:yes:", "rdm:no:", "dsp:", "lock:", "adsp:reverse:", "adsp:dismiss:", "npz:go:",
+    "rdm:yes:", "rdm:no:", "dsp:", "dspc:1:yes", "dspc:1:no", "lock:", "adsp:reverse:",
+    "adsp:dismiss:", "npz:go:",
     "npz:whom:", "npz:age:", "npz:help:", "npz:region:", "npz:urgent:", "npz:note:",
     "npz:consent:", "prt:accept:", "prt:decline:", "prt:reply:", "prt:close:", "out:1:",
     "aout:1:", "rly:", "tkt:", "bcc:aud:", "bcc:region:", "bcc:lang:", "bcc:ver:",
@@ -1001,7 +1002,8 @@ class Fuzzer:
 
     async def _disputed(self, key: str, target: str) -> None:
         await self._redeem("agent", "redeem:done")
-        await self.press_matching("siti", r"dsp:\d+")
+        await self.press_matching("siti", r"dsp:\d+")  # asked once
+        await self.press_matching("siti", r"dspc:\d+:yes")
 
     async def _reversal(self, key: str, target: str) -> None:
         await self._disputed("siti", target)

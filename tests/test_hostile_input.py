@@ -181,6 +181,7 @@ async def test_imported_names_are_stored_and_shown_literally_and_exported_safely
     async with sessionmaker() as s, s.begin():
         await accounts.ensure_national_admins(s, [admin.id])
     await kpm.press("Bukan saya / laporkan")
+    await kpm.press("Ya, laporkan")
     shown_literally(await admin.last(), WARUNG_NAME)
     listed = (await admin.send("/sengketa"))[-1]
     shown_literally(listed, WARUNG_NAME)

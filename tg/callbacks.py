@@ -100,7 +100,16 @@ class AttestCB(CallbackData, prefix="att"):
 
 
 class DisputeCB(CallbackData, prefix="dsp"):
+    """ "Not me / report" on a receipt: asks before anything is frozen."""
+
     redemption: RowId
+
+
+class DisputeConfirmCB(CallbackData, prefix="dspc"):
+    """The answer to "report this transaction?"."""
+
+    redemption: RowId
+    answer: Answer
 
 
 class LockCB(CallbackData, prefix="lock"):

@@ -30,6 +30,7 @@ from tg.callbacks import (
     ConfirmCB,
     DisputeAction,
     DisputeCB,
+    DisputeConfirmCB,
     EraseCB,
     LanguageCB,
     LockCB,
@@ -214,6 +215,27 @@ def dispute_button(redemption_id: int) -> InlineKeyboardMarkup:
                     text=_("Not me / report"),
                     callback_data=DisputeCB(redemption=redemption_id).pack(),
                 )
+            ]
+        ]
+    )
+
+
+def dispute_confirm(redemption_id: int) -> InlineKeyboardMarkup:
+    """Asked once before a report freezes the family's shopping codes."""
+
+    def answer(value: Answer) -> str:
+        return DisputeConfirmCB(redemption=redemption_id, answer=value).pack()
+
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(text=_("Yes, report it"), callback_data=answer(Answer.YES)),
+                InlineKeyboardButton(
+                    text=_("No, it was me"),
+                    callback_data=DisputeConfirmCB(
+                        redemption=redemption_id, answer=Answer.NO
+                    ).pack(),
+                ),
             ]
         ]
     )

@@ -15,10 +15,11 @@ from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from infra.db import storable
-from models import EWarong, Redemption
-from services import audit
+from models import Account, EWarong, Redemption
+from services import audit, outbox
 from services.bpnt import codes, ledger
 from services.bpnt.ewarongs import get_ewarong
+from services.outbox import NoticeKind
 from services.regions import in_scope
 
 
@@ -156,6 +157,9 @@ async def reverse(
         session, "redemption.reversed", actor=admin, subject_type="redemption",
         subject_id=redemption.id, total=redemption.total, reason=reason,
     )  # fmt: skip
+    await _tell_family(
+        session, redemption, NoticeKind.DISPUTE_REVERSED, now, amount=redemption.total
+    )
     await session.flush()
     return ReversalResult.REVERSED
 
@@ -179,5 +183,18 @@ async def dismiss_dispute(
         session, "redemption.dispute_dismissed", actor=admin, subject_type="redemption",
         subject_id=redemption_id,
     )  # fmt: skip
+    await _tell_family(session, redemption, NoticeKind.DISPUTE_DISMISSED, now)
     await session.flush()
     return True
+
+
+async def _tell_family(
+    session: AsyncSession, redemption: Redemption, kind: NoticeKind, now: datetime, **params: int
+) -> None:
+    """The admin's decision, to every account linked to the family (delivered by the
+    worker once this transaction commits)."""
+    linked = await session.scalars(
+        select(Account.telegram_id).where(Account.beneficiary_id == redemption.beneficiary_id)
+    )
+    for telegram_id in linked:
+        await outbox.enqueue(session, telegram_id, kind, now, id=redemption.id, **params)

@@ -240,10 +240,13 @@ async def test_finding_7_a_dispute_closed_while_the_reason_is_typed_stays_closed
     await agent.press("Selesai")
     await agent.press("Konfirmasi")
     await kpm.press("Bukan saya / laporkan")
+    await kpm.press("Ya, laporkan")
     await first.press("Batalkan")  # "Reverse #n" on the alert: asks for the reason
     await second.press("Sah")  # meanwhile the other admin finds it genuine
     reply = (await first.send("saya kira palsu"))[-1].text
     assert "tidak sedang dilaporkan" in reply
+    assert await app.deliver_notices() == 1  # told once, of the decision that stood
+    assert "ditemukan sah" in (await kpm.last()).text
     assert await balance_of(sessionmaker, app.ids["siti"]) == 340_000
 
 

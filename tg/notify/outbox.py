@@ -34,7 +34,7 @@ async def deliver_outbox(
             for notice in batch:
                 locale = await accounts.locale_of(session, notice.telegram_id)
                 with i18n.context(), i18n.use_locale(locale):
-                    text = views.notice_text(notice.kind, notice.params)
+                    text = views.notice_text(notice.kind, notice.params, locale)
                 try:
                     await bot.send_message(notice.telegram_id, text)
                 except (TelegramForbiddenError, TelegramBadRequest) as error:

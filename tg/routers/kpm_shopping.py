@@ -22,7 +22,14 @@ from services.bpnt.codes import CodeResult
 from services.bpnt.disputes import DisputeResult
 from services.bpnt.ewarongs import nearest
 from tg import keyboards, texts
-from tg.callbacks import DisputeCB, LockCB, add_stale_handler, alert
+from tg.callbacks import (
+    Answer,
+    DisputeCB,
+    DisputeConfirmCB,
+    LockCB,
+    add_stale_handler,
+    alert,
+)
 from tg.context import AppContext
 from tg.formatting import local_datetime, money
 from tg.states import NearbyFlow
@@ -157,10 +164,30 @@ async def nearby_wrong(message: Message) -> None:
     )
 
 
+async def dispute_ask(query: CallbackQuery, callback_data: DisputeCB, account: Account) -> None:
+    """ "Not me / report": ask once, on the receipt itself, before anything is frozen."""
+    if account.beneficiary_id is None or not isinstance(query.message, Message):
+        raise SkipHandler()
+    await query.message.edit_text(
+        views.dispute_question(query.message.html_text),
+        reply_markup=keyboards.dispute_confirm(callback_data.redemption),
+    )
+
+
+async def dispute_keep(query: CallbackQuery, callback_data: DisputeConfirmCB) -> None:
+    """ "No, it was me": the receipt as it was, with its report button."""
+    if not isinstance(query.message, Message):
+        raise SkipHandler()
+    await query.message.edit_text(
+        views.without_dispute_question(query.message.html_text),
+        reply_markup=keyboards.dispute_button(callback_data.redemption),
+    )
+
+
 async def dispute_press(
     query: CallbackQuery,
     callback_answer: CallbackAnswer,
-    callback_data: DisputeCB,
+    callback_data: DisputeConfirmCB,
     session: Session,
     account: Account,
     ctx: AppContext,
@@ -178,7 +205,9 @@ async def dispute_press(
         alert(callback_answer, _("You already reported this transaction."))
         return
     if isinstance(query.message, Message):
-        await query.message.edit_reply_markup(reply_markup=None)
+        await query.message.edit_text(
+            views.without_dispute_question(query.message.html_text), reply_markup=None
+        )
         await query.message.answer(
             _(
                 "Thank you. The transaction is reported to the admins, and shopping codes are "
@@ -221,6 +250,8 @@ def create_router() -> Router:
     # A location outside any flow, or at this flow's step (other flows take their own).
     router.message.register(nearby_answer, StateFilter(None, NearbyFlow.location), F.location)
     router.message.register(nearby_wrong, NearbyFlow.location)
-    router.callback_query.register(dispute_press, DisputeCB.filter())
-    add_stale_handler(router, LockCB, DisputeCB)
+    router.callback_query.register(dispute_ask, DisputeCB.filter())
+    router.callback_query.register(dispute_press, DisputeConfirmCB.filter(F.answer == Answer.YES))
+    router.callback_query.register(dispute_keep, DisputeConfirmCB.filter(F.answer == Answer.NO))
+    add_stale_handler(router, LockCB, DisputeCB, DisputeConfirmCB)
     return router

@@ -137,3 +137,22 @@ def no_ewarong_nearby(radius_km: float, locale: str) -> str:
         "There is no active e-Warong within {km} km of you. Please ask at your village "
         "office (kantor desa or kelurahan) where to shop."
     ).format(km=kilometres(radius_km, locale).removesuffix(",0").removesuffix(".0"))
+
+
+QUESTION_MARK = "\n\n❓ "  # where the question asked under a receipt begins
+
+
+def dispute_question(receipt_html: str) -> str:
+    """The receipt, asking under it whether to report it (nothing is frozen yet)."""
+    return (
+        without_dispute_question(receipt_html)
+        + QUESTION_MARK
+        + _(
+            "<b>Report this transaction?</b> Your family's shopping codes are frozen until "
+            "an admin has checked it."
+        )
+    )
+
+
+def without_dispute_question(receipt_html: str) -> str:
+    return receipt_html.split(QUESTION_MARK, 1)[0]

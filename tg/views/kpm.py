@@ -207,7 +207,7 @@ ROLE_NAMES = {
 }
 
 
-def notice_text(kind: str, params: dict[str, Any]) -> str:
+def notice_text(kind: str, params: dict[str, Any], locale: str = "id") -> str:
     """The text of an outbox notice (`services.outbox.NoticeKind`), in the current
     locale; parameters are codes only."""
     code = escape(str(params.get("code", "")))
@@ -228,6 +228,16 @@ def notice_text(kind: str, params: dict[str, Any]) -> str:
             scope=escape(str(params.get("scope", "")))
         )
         return _("You are no longer {role}. Your menu has changed; press /start.").format(role=role)
+    if kind == "dispute_reversed":
+        return _(
+            "Your report on transaction #{id} was checked: it was not your purchase, so "
+            "{amount} is back in your BPNT balance. You can shop again."
+        ).format(id=int(params.get("id", 0)), amount=money(int(params.get("amount", 0)), locale))
+    if kind == "dispute_dismissed":
+        return _(
+            "Your report on transaction #{id} was checked: the purchase was found genuine. "
+            "You can shop again. If you disagree, ask your pendamping or the village office."
+        ).format(id=int(params.get("id", 0)))
     if kind == "ewarong_deactivated":
         return _(
             "e-Warong {code} has been deactivated: no transaction can be made there until an "
