@@ -128,33 +128,34 @@ def _date_parts(text: str) -> tuple[int, int, int] | None:
     return year, month, day
 
 
-def parse_birth_date(text: str, today: date) -> date | None:
-    """A birth date typed the Indonesian way (`15-07-1985`, `15/07/1985`, `15 Juli 1985`)."""
-    parts = _date_parts(text)
-    if parts is None:
-        return None
-    try:
-        result = date(*parts)
-    except ValueError:
-        return None
-    if result > today or result.year < 1900:
-        return None
-    return result
-
-
 class DateProblem(StrEnum):
     UNREADABLE = "unreadable"  # not a date at all
     NO_SUCH_DAY = "no_such_day"  # read, but the calendar has no such day (31-02-1972)
     NOT_A_BIRTH_DATE = "not_a_birth_date"  # in the future, or before 1900
 
 
-def birth_date_problem(text: str, today: date) -> DateProblem | None:
-    """Why `parse_birth_date` refused `text` (None when it did not)."""
+def read_birth_date(text: str, today: date) -> date | DateProblem:
+    """A birth date typed the Indonesian way (`15-07-1985`, `15/07/1985`, `15 Juli 1985`),
+    or why it is not one."""
     parts = _date_parts(text)
     if parts is None:
         return DateProblem.UNREADABLE
     try:
-        date(*parts)
+        result = date(*parts)
     except ValueError:
         return DateProblem.NO_SUCH_DAY
-    return None if parse_birth_date(text, today) else DateProblem.NOT_A_BIRTH_DATE
+    if result > today or result.year < 1900:
+        return DateProblem.NOT_A_BIRTH_DATE
+    return result
+
+
+def parse_birth_date(text: str, today: date) -> date | None:
+    """The birth date typed, or None."""
+    result = read_birth_date(text, today)
+    return None if isinstance(result, DateProblem) else result
+
+
+def birth_date_problem(text: str, today: date) -> DateProblem | None:
+    """Why `parse_birth_date` refused `text` (None when it did not)."""
+    result = read_birth_date(text, today)
+    return result if isinstance(result, DateProblem) else None

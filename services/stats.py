@@ -60,11 +60,14 @@ def start_of_day(now: datetime, scope: str) -> datetime:
     return datetime.combine(now.astimezone(zone).date(), time(0), tzinfo=zone)
 
 
+def offer_overdue(now: datetime) -> ColumnElement[bool]:
+    """Offered to a partner whose answer time has passed."""
+    return (HelpRequest.status == RequestStatus.ROUTING) & (HelpRequest.sla_due_at < now)
+
+
 def overdue_condition(now: datetime) -> ColumnElement[bool]:
     """Escalated requests, and offers whose answer time has passed."""
-    return (HelpRequest.status == RequestStatus.ESCALATED) | (
-        (HelpRequest.status == RequestStatus.ROUTING) & (HelpRequest.sla_due_at < now)
-    )
+    return (HelpRequest.status == RequestStatus.ESCALATED) | offer_overdue(now)
 
 
 async def overview(session: AsyncSession, scope: str, now: datetime, top: int = 10) -> Overview:
@@ -135,24 +138,18 @@ async def pending_referrals(
     escalated_first = case(
         (HelpRequest.status == RequestStatus.ESCALATED, 0), (overdue_condition(now), 1), else_=2
     )
-    requests = list(
-        await session.scalars(
-            select(HelpRequest)
+    rows = (
+        await session.execute(
+            select(HelpRequest, offer_overdue(now))
             .where(HelpRequest.status.in_(OPEN_REFERRALS), _under(HelpRequest.region_code, scope))
             .order_by(escalated_first, HelpRequest.created_at)
             .limit(limit)
         )
-    )
-    names = await region_names(session, (request.region_code for request in requests))
+    ).all()
+    names = await region_names(session, (request.region_code for request, _ in rows))
     return [
-        PendingReferral(
-            request,
-            names.get(request.region_code, request.region_code),
-            request.status == RequestStatus.ROUTING
-            and request.sla_due_at is not None
-            and request.sla_due_at < now,
-        )
-        for request in requests
+        PendingReferral(request, names.get(request.region_code, request.region_code), bool(late))
+        for request, late in rows
     ]
 
 

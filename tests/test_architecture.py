@@ -17,10 +17,12 @@ def _modules(package: str) -> list[Path]:
     )
 
 
-def _imported(path: Path) -> set[str]:
-    """Top-level names of every module `path` imports (also inside functions)."""
+def _imported(path: Path, *, at_import: bool = False) -> set[str]:
+    """Top-level names of the modules `path` imports: anywhere in it, or with `at_import`
+    only those imported when the module itself is (not inside functions)."""
+    tree = ast.parse(path.read_text(), str(path))
     names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in tree.body if at_import else ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -101,18 +103,6 @@ def test_one_transaction_owner() -> None:
     assert found == []
 
 
-def _imported_at_top(path: Path) -> set[str]:
-    """Top-level names of the modules `path` imports when it is itself imported."""
-    tree = ast.parse(path.read_text(), str(path))
-    names: set[str] = set()
-    for node in tree.body:
-        if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
-    return names
-
-
 def test_the_production_image_leaves_the_sandbox_out() -> None:
     """sandbox/ (emulator, web chat, demo data) is not copied into the image, and nothing
     the image runs imports it, except lazily inside `bansos-bot sandbox` and `demo`."""
@@ -124,6 +114,6 @@ def test_the_production_image_leaves_the_sandbox_out() -> None:
         str(path.relative_to(ROOT))
         for package in ("bot", "tg", "services", "infra", "models")
         for path in _modules(package)
-        if "sandbox" in _imported_at_top(path)
+        if "sandbox" in _imported(path, at_import=True)
     ]
     assert eager == []

@@ -17,9 +17,10 @@ def money(amount: int, locale: str) -> str:
     return f"{sign}Rp{format_decimal(abs(amount), format='#,##0', locale=locale)}"
 
 
-def kilometres(value: float, locale: str) -> str:
-    """A distance with one decimal in the locale's digits: `0,3` (id), `0.3` (en)."""
-    return format_decimal(value, format="#,##0.0", locale=locale)
+def kilometres(value: float, locale: str, *, always_decimal: bool = True) -> str:
+    """A distance with one decimal in the locale's digits: `0,3` (id), `0.3` (en); a
+    round number without it when `always_decimal` is off (`25`)."""
+    return format_decimal(value, format="#,##0.0" if always_decimal else "#,##0.#", locale=locale)
 
 
 def long_date(value: date, locale: str) -> str:

@@ -58,7 +58,6 @@ from services.accounts import SUPPORTED_LOCALES
 from services.regions import in_scope
 
 AUDIENCES = tuple(Group)
-ACTIVE = ACTIVE_BROADCASTS
 ERROR_TEXT_LIMIT = 200
 
 
@@ -251,7 +250,7 @@ class Action(enum.Enum):
 TRANSITIONS = {
     Action.PAUSE: ((BroadcastStatus.SCHEDULED, BroadcastStatus.RUNNING), BroadcastStatus.PAUSED),
     Action.RESUME: ((BroadcastStatus.PAUSED,), BroadcastStatus.RUNNING),
-    Action.CANCEL: (ACTIVE, BroadcastStatus.CANCELLED),
+    Action.CANCEL: (ACTIVE_BROADCASTS, BroadcastStatus.CANCELLED),
 }
 
 
@@ -332,7 +331,10 @@ async def progress(session: AsyncSession, broadcast_id: int) -> Progress | None:
 async def in_progress(session: AsyncSession, scope: str) -> list[Broadcast]:
     """Broadcasts not yet finished whose audience lies in the scope, oldest first."""
     statement = (
-        select(Broadcast).where(Broadcast.status.in_(ACTIVE)).order_by(Broadcast.id).limit(50)
+        select(Broadcast)
+        .where(Broadcast.status.in_(ACTIVE_BROADCASTS))
+        .order_by(Broadcast.id)
+        .limit(50)
     )
     if scope:
         statement = statement.where(Broadcast.region_prefix.startswith(scope, autoescape=True))

@@ -85,14 +85,6 @@ class RecordingSession(BaseSession):
     async def close(self) -> None:
         return None
 
-    def texts(self, chat_id: int) -> list[str]:
-        """The texts sent or edited into `chat_id`, in order."""
-        return [
-            str(call.params.get("text"))
-            for call in self.calls
-            if call.params.get("chat_id") == chat_id and "text" in call.params
-        ]
-
 
 class InProcess:
     """The production dispatcher (every middleware and router) fed one update at a time."""

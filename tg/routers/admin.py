@@ -274,8 +274,6 @@ async def napza_outcome(
     i18n: I18n,
 ) -> None:
     """An escalated Napza request: the admin records what was arranged, which closes it."""
-    if callback_data.outcome not in CHOSEN_OUTCOMES or not 0 < callback_data.request < 2**63:
-        raise SkipHandler()
     request = await napza.close_escalated(
         session, callback_data.request, account.telegram_id, callback_data.outcome, ctx.now()
     )
@@ -339,7 +337,9 @@ def create_router() -> Router:
     router.message.register(disputes, admin, Command("sengketa"))
     router.callback_query.register(dispute_action, admin, AdminDisputeCB.filter())
     router.message.register(reversal_reason, admin, ReversalFlow.reason, F.text)
-    router.callback_query.register(napza_outcome, admin, AdminOutcomeCB.filter())
+    router.callback_query.register(
+        napza_outcome, admin, AdminOutcomeCB.filter(F.outcome.in_(CHOSEN_OUTCOMES))
+    )
     router.message.register(invite_staff, admin, Command("undang_agen", "undang_mitra"))
     router.message.register(remove_member, admin, Command("hapus_agen", "hapus_mitra"))
     router.message.register(remove_admin, admin, Command("hapus_admin"))

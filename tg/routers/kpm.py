@@ -18,12 +18,11 @@ from models import Account
 from services import Session, accounts
 from services.identity import (
     DateProblem,
-    birth_date_problem,
     clean_digits,
     mask_name,
     nik_problem,
     normalize_phone,
-    parse_birth_date,
+    read_birth_date,
 )
 from services.regions import timezone_for
 from services.registry import activation, linking, status
@@ -140,15 +139,12 @@ async def link_birth_date(
 ) -> None:
     text = message.text or ""
     now = ctx.now()
-    birth_date = parse_birth_date(text, now.date()) if len(text) <= MAX_INPUT else None
-    if birth_date is None:
-        problem = (
-            birth_date_problem(text, now.date())
-            if len(text) <= MAX_INPUT
-            else DateProblem.UNREADABLE
-        )
+    birth_date = (
+        read_birth_date(text, now.date()) if len(text) <= MAX_INPUT else DateProblem.UNREADABLE
+    )
+    if isinstance(birth_date, DateProblem):
         await message.answer(
-            views.birth_date_refused(problem),
+            views.birth_date_refused(birth_date),
             reply_markup=keyboards.cancel_only(_("DD-MM-YYYY")),
         )
         return

@@ -136,7 +136,7 @@ def no_ewarong_nearby(radius_km: float, locale: str) -> str:
     return _(
         "There is no active e-Warong within {km} km of you. Please ask at your village "
         "office (kantor desa or kelurahan) where to shop."
-    ).format(km=kilometres(radius_km, locale).removesuffix(",0").removesuffix(".0"))
+    ).format(km=kilometres(radius_km, locale, always_decimal=False))
 
 
 QUESTION_MARK = "\n\n❓ "  # where the question asked under a receipt begins

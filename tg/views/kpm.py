@@ -207,7 +207,7 @@ ROLE_NAMES = {
 }
 
 
-def notice_text(kind: str, params: dict[str, Any], locale: str = "id") -> str:
+def notice_text(kind: str, params: dict[str, Any], locale: str) -> str:
     """The text of an outbox notice (`services.outbox.NoticeKind`), in the current
     locale; parameters are codes only."""
     code = escape(str(params.get("code", "")))
@@ -250,7 +250,7 @@ def notice_text(kind: str, params: dict[str, Any], locale: str = "id") -> str:
     raise ValueError(f"unknown notice kind {kind!r}")
 
 
-def birth_date_refused(problem: DateProblem | None) -> str:
+def birth_date_refused(problem: DateProblem) -> str:
     """Why a typed birth date was not taken, and how to type it."""
     if problem is DateProblem.NO_SUCH_DAY:
         return _(
